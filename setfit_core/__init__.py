@@ -1,0 +1,69 @@
+"""setfit_core: SetFit few-shot text classification as a plain library (no Prefect inside).
+
+    from setfit_core import SetFitModel, Trainer, TrainingArguments
+    model = SetFitModel.from_pretrained()          # the bundled offline all-MiniLM-L6-v2
+    trainer = Trainer(model, TrainingArguments(num_iterations=20), train_dataset=train, eval_dataset=test)
+    trainer.train()
+    trainer.evaluate()
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public names and the module that defines each. Imported on first use, so that light parts of the
+# package (e.g. setfit_core.artifacts) load without torch and sentence-transformers.
+_EXPORTS = {
+    "TrainingArguments": "setfit_core.args",
+    "default_model_path": "setfit_core.body_loading",
+    "SetFitHead": "setfit_core.head",
+    "SetFitTrainer": "setfit_core.legacy",
+    "BatchAllTripletLoss": "setfit_core.losses",
+    "BatchHardSoftMarginTripletLoss": "setfit_core.losses",
+    "BatchHardTripletLoss": "setfit_core.losses",
+    "BatchSemiHardTripletLoss": "setfit_core.losses",
+    "ContrastiveLoss": "setfit_core.losses",
+    "CosineSimilarityLoss": "setfit_core.losses",
+    "SupConLoss": "setfit_core.losses",
+    "SetFitModel": "setfit_core.modeling",
+    "make_pairs": "setfit_core.sampling",
+    "UnsafeHeadError": "setfit_core.sklearn_head_io",
+    "Trainer": "setfit_core.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'setfit_core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from setfit_core.args import TrainingArguments
+    from setfit_core.body_loading import default_model_path
+    from setfit_core.head import SetFitHead
+    from setfit_core.legacy import SetFitTrainer
+    from setfit_core.losses import (
+        BatchAllTripletLoss,
+        BatchHardSoftMarginTripletLoss,
+        BatchHardTripletLoss,
+        BatchSemiHardTripletLoss,
+        ContrastiveLoss,
+        CosineSimilarityLoss,
+        SupConLoss,
+    )
+    from setfit_core.modeling import SetFitModel
+    from setfit_core.sampling import make_pairs
+    from setfit_core.sklearn_head_io import UnsafeHeadError
+    from setfit_core.trainer import Trainer

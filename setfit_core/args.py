@@ -1,0 +1,225 @@
+"""`TrainingArguments`: setfit 1.x's argument object, validated at construction.
+
+Tuple fields take `(embedding_phase, classifier_phase)`; a scalar fills both phases. Unlike setfit
+1.2.0, an int learning rate is expanded like a float, `l2_weight=0` stays 0, and `seed` drives every
+random choice (pair sampling included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+from setfit_core.losses import LOSSES, resolve_loss
+
+SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
+INTERVAL_STRATEGIES = ("no", "steps", "epoch")
+PRESETS = (None, "fast")
+# setfit passes these to the triplet losses; names instead of callables so args hash and round-trip.
+DISTANCE_METRICS = ("cosine_distance", "euclidean", "manhattan")
+
+
+def _err(name: str, constraint: str, value: Any) -> ValueError:
+    return ValueError(f"{name!r} must be {constraint}; got {value!r}")
+
+
+def _pair(name: str, value: Any, check: Any, constraint: str) -> tuple:
+    """Expand a scalar to (value, value) and check both entries."""
+    given = value
+    if isinstance(value, list):  # JSON has no tuples: accept lists from config files
+        value = tuple(value)
+    if not isinstance(value, tuple):
+        value = (value, value)
+    if len(value) != 2:
+        raise _err(name, f"a single value or a (embedding_phase, classifier_phase) pair of {constraint}", given)
+    for item in value:
+        if not check(item):
+            raise _err(name, f"{constraint} (or a pair of them)", given)
+    return value
+
+
+def _is_pos_int(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x > 0
+
+
+def _is_pos_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and x > 0
+
+
+@dataclass
+class TrainingArguments:
+    """Arguments of both SetFit phases (field names and defaults of setfit 1.2.0)."""
+
+    output_dir: str = "checkpoints"
+    batch_size: int | tuple[int, int] = (16, 2)
+    num_epochs: int | tuple[int, int] = (1, 16)
+    max_steps: int = -1
+    sampling_strategy: str = "oversampling"
+    num_iterations: int | None = None
+    body_learning_rate: float | tuple[float, float] = (2e-5, 1e-5)
+    head_learning_rate: float = 1e-2
+    loss: Any = "CosineSimilarityLoss"
+    distance_metric: str = "cosine_distance"
+    margin: float = 0.25
+    end_to_end: bool = False
+    use_amp: bool = False
+    warmup_proportion: float = 0.1
+    l2_weight: float | None = 0.01
+    max_length: int | None = None
+    samples_per_label: int = 2
+    show_progress_bar: bool = True
+    seed: int = 42
+    report_to: str | list[str] | None = "none"
+    run_name: str | None = None
+    logging_dir: str | None = None
+    logging_strategy: str = "steps"
+    logging_first_step: bool = True
+    logging_steps: int = 50
+    eval_strategy: str = "no"
+    eval_steps: int | None = None
+    eval_delay: int = 0
+    eval_max_steps: int = -1
+    save_strategy: str = "steps"
+    save_steps: int = 500
+    save_total_limit: int | None = 1
+    load_best_model_at_end: bool = False
+    metric_for_best_model: str | None = "embedding_loss"
+    greater_is_better: bool = False
+    preset: str | None = None
+    _loss_class: type = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.batch_size = _pair("batch_size", self.batch_size, _is_pos_int, "positive ints")
+        self.num_epochs = _pair("num_epochs", self.num_epochs, _is_pos_int, "positive ints")
+        self.body_learning_rate = tuple(
+            float(x) for x in _pair("body_learning_rate", self.body_learning_rate, _is_pos_number, "positive numbers")
+        )
+        self._validate_scalars()
+        self._validate_choices()
+        self._loss_class = resolve_loss(self.loss)
+        self.loss = self._loss_class
+        if self.eval_steps is not None and self.eval_strategy == "no":
+            self.eval_strategy = "steps"  # setfit/transformers: eval_steps implies step-wise evaluation
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            self.eval_steps = self.logging_steps
+
+    def _validate_scalars(self) -> None:
+        if not _is_pos_number(self.head_learning_rate):
+            raise _err("head_learning_rate", "a positive number", self.head_learning_rate)
+        self.head_learning_rate = float(self.head_learning_rate)
+        if not (isinstance(self.warmup_proportion, numbers.Real) and 0.0 <= self.warmup_proportion <= 1.0):
+            raise _err("warmup_proportion", "a number in [0, 1]", self.warmup_proportion)
+        if self.l2_weight is None:
+            self.l2_weight = 0.01  # setfit: None means "use the default"
+        if not (isinstance(self.l2_weight, numbers.Real) and self.l2_weight >= 0):
+            raise _err("l2_weight", "a number >= 0 (0 disables weight decay)", self.l2_weight)
+        if self.num_iterations is not None and not _is_pos_int(self.num_iterations):
+            raise _err("num_iterations", "None or a positive int", self.num_iterations)
+        for name in ("max_steps", "eval_max_steps"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and (value == -1 or value > 0)):
+                raise _err(name, "-1 (no limit) or a positive int", value)
+        if self.max_length is not None and not _is_pos_int(self.max_length):
+            raise _err("max_length", "None (the body's max_seq_length) or a positive int", self.max_length)
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32):
+            raise _err("seed", "an int in [0, 2**32)", self.seed)
+        if not (isinstance(self.margin, numbers.Real) and not isinstance(self.margin, bool)):
+            raise _err("margin", "a number", self.margin)
+        for name in ("logging_steps", "save_steps"):
+            if not _is_pos_int(getattr(self, name)):
+                raise _err(name, "a positive int", getattr(self, name))
+        for name in ("end_to_end", "use_amp", "show_progress_bar", "load_best_model_at_end"):
+            if not isinstance(getattr(self, name), bool):
+                raise _err(name, "True or False", getattr(self, name))
+
+    def _validate_choices(self) -> None:
+        choices = {
+            "sampling_strategy": SAMPLING_STRATEGIES,
+            "distance_metric": tuple(DISTANCE_METRICS),
+            "logging_strategy": INTERVAL_STRATEGIES,
+            "eval_strategy": INTERVAL_STRATEGIES,
+            "save_strategy": INTERVAL_STRATEGIES,
+            "preset": PRESETS,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if hasattr(value, "value"):  # enums from transformers (IntervalStrategy) become their string
+                value = value.value
+                setattr(self, name, value)
+            if value not in allowed:
+                raise _err(name, f"one of {list(allowed)}", value)
+
+    # setfit's per-phase names
+    @property
+    def embedding_batch_size(self) -> int:
+        return self.batch_size[0]
+
+    @property
+    def classifier_batch_size(self) -> int:
+        return self.batch_size[1]
+
+    @property
+    def embedding_num_epochs(self) -> int:
+        return self.num_epochs[0]
+
+    @property
+    def classifier_num_epochs(self) -> int:
+        return self.num_epochs[1]
+
+    @property
+    def body_embedding_learning_rate(self) -> float:
+        return self.body_learning_rate[0]
+
+    @property
+    def body_classifier_learning_rate(self) -> float:
+        return self.body_learning_rate[1]
+
+    @property
+    def loss_name(self) -> str:
+        return self._loss_class.__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: tuples become lists, the loss becomes its name."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if not f.init:
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        out["loss"] = self.loss_name
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingArguments:
+        """Build from plain values (e.g. parsed JSON/YAML); unknown keys name the closest field."""
+        if not isinstance(values, dict):
+            raise TypeError(f"TrainingArguments.from_dict expects a dict; got {type(values).__name__}")
+        check_field_names(values)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainingArguments:
+        check_field_names(changes)
+        return dataclasses.replace(self, **changes)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
+
+
+def check_field_names(values: dict[str, Any]) -> None:
+    valid = field_names()
+    for name in values:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{name!r} is not a TrainingArguments field{hint} Valid fields: {', '.join(valid)}")
+
+
+__all__ = ["TrainingArguments", "LOSSES", "SAMPLING_STRATEGIES", "check_field_names", "field_names"]

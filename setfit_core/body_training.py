@@ -1,0 +1,230 @@
+"""Phase 1: contrastive fine-tuning of the sentence-transformers body.
+
+A plain PyTorch loop instead of the Hugging Face Trainer: few-shot batches repeat texts (640 pairs over
+16 texts at 8-shot), so each step encodes every *distinct* text of the batch once and gathers its
+embedding for each pair it appears in. Recipe as setfit 1.2.0 / transformers: AdamW (no weight
+decay), linear warm-up over `warmup_proportion` of the steps then linear decay, gradient norm clipped
+at 1.0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from setfit_core.args import TrainingArguments
+from setfit_core.losses import build_loss
+from setfit_core.sampling import (
+    group_steps_per_epoch,
+    iter_group_batches,
+    iter_pair_batches,
+    make_pairs,
+    pair_steps_per_epoch,
+)
+from setfit_core.seeding import set_seed
+from setfit_core.tokenization import max_length_of, tokenize
+
+logger = logging.getLogger(__name__)
+
+# progress(step, total_steps, loss) is called after every optimizer step.
+ProgressFn = Callable[[int, int, float], None]
+
+
+@dataclass
+class BodyTrainingResult:
+    steps: int
+    seconds: float
+    train_loss: float
+    num_pairs: int
+    log: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _Batches:
+    """The step stream of one training run: pairs or label groups, and how many steps it has."""
+
+    kind: str
+    total_steps: int
+    iterator: Iterator
+    num_pairs: int = 0
+
+
+def _plan_batches(label_ids: np.ndarray, args: TrainingArguments, kind: str, max_steps: int) -> _Batches:
+    bs, epochs = args.embedding_batch_size, args.embedding_num_epochs
+    if kind == "pair":
+        max_pairs = max_steps * bs if max_steps > 0 else -1
+        plan = make_pairs(label_ids, args.seed, args.sampling_strategy, args.num_iterations, max_pairs)
+        total = pair_steps_per_epoch(len(plan), bs) * epochs
+        batches = iter_pair_batches(plan, bs, epochs, args.seed)
+        return _Batches(kind, min(total, max_steps) if max_steps > 0 else total, batches, len(plan))
+    total = group_steps_per_epoch(label_ids, bs, args.samples_per_label) * epochs
+    batches = iter_group_batches(label_ids, bs, epochs, args.seed, args.samples_per_label)
+    return _Batches(kind, min(total, max_steps) if max_steps > 0 else total, batches)
+
+
+def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def batch_loss(body, loss_fn, texts: list[str], batch, kind: str, label_ids: np.ndarray, max_length: int | None):
+    """Encode each distinct text of the batch once; gather its embedding wherever it occurs."""
+    device = body.device
+    if kind == "pair":
+        first, second, sim = batch
+        indices = np.concatenate([first, second])
+    else:
+        indices = batch
+    distinct, inverse = np.unique(indices, return_inverse=True)
+    features = tokenize(body, [texts[i] for i in distinct], max_length)
+    embeddings = body(features)["sentence_embedding"]
+    inverse = torch.as_tensor(inverse, device=device)
+    if kind == "pair":
+        n = len(first)
+        return loss_fn(embeddings[inverse[:n]], embeddings[inverse[n:]], torch.as_tensor(sim, device=device))
+    return loss_fn(embeddings[inverse], torch.as_tensor(label_ids[indices], device=device))
+
+
+def train_body(
+    body,
+    texts: list[str],
+    label_ids: np.ndarray,
+    args: TrainingArguments,
+    eval_texts: list[str] | None = None,
+    eval_label_ids: np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+) -> BodyTrainingResult:
+    """Fine-tune `body` in place on pairs (or label groups) built from `texts` and class ids."""
+    set_seed(args.seed)
+    loss_fn = build_loss(args.loss, margin=args.margin, distance_metric=args.distance_metric).to(body.device)
+    batches = _plan_batches(np.asarray(label_ids), args, loss_fn.kind, args.max_steps)
+    total = batches.total_steps
+    max_length = max_length_of(body, args.max_length)
+    optimizer = torch.optim.AdamW(body.parameters(), lr=args.body_embedding_learning_rate, weight_decay=0.0)
+    scheduler = _linear_schedule(optimizer, math.ceil(total * args.warmup_proportion), total)
+    evaluator = _Evaluator.create(body, loss_fn, eval_texts, eval_label_ids, args, max_length)
+    amp = _autocast(body.device, args.use_amp)
+    logger.info("body training: %d steps, %d pairs, batch size %d", total, batches.num_pairs, args.embedding_batch_size)
+
+    body.train()
+    started, log, running = time.perf_counter(), [], 0.0
+    bar = _progress_bar(total, args.show_progress_bar)
+    for step, batch in enumerate(batches.iterator, start=1):
+        if step > total:
+            break
+        with amp:
+            loss = batch_loss(body, loss_fn, texts, batch, batches.kind, label_ids, max_length)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(body.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        running += value
+        _log_step(args, step, total, value, scheduler.get_last_lr()[0], log)
+        evaluator.maybe_evaluate(step, total, log)
+        _maybe_save(body, args, step, total)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}")
+        if progress is not None:
+            progress(step, total, value)
+    if bar is not None:
+        bar.close()
+    body.eval()
+    evaluator.restore_best()
+    steps = min(total, step if total else 0)
+    return BodyTrainingResult(steps, time.perf_counter() - started, running / max(1, steps), batches.num_pairs, log)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+
+
+def _progress_bar(total: int, show: bool):
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="Body training", unit="step")
+
+
+def _log_step(args: TrainingArguments, step: int, total: int, loss: float, lr: float, log: list[dict]) -> None:
+    if args.logging_strategy == "no":
+        return
+    if (step == 1 and args.logging_first_step) or (args.logging_strategy == "steps" and step % args.logging_steps == 0):
+        log.append({"step": step, "embedding_loss": loss, "learning_rate": lr})
+        logger.info("step %d/%d: embedding_loss=%.4f lr=%.2e", step, total, loss, lr)
+
+
+def _is_due(strategy: str, every: int | None, step: int, total: int, steps_per_epoch: int) -> bool:
+    if strategy == "steps":
+        return bool(every) and step % every == 0
+    if strategy == "epoch":
+        return step % max(1, steps_per_epoch) == 0 or step == total
+    return False
+
+
+def _maybe_save(body, args: TrainingArguments, step: int, total: int) -> None:
+    steps_per_epoch = max(1, total // args.embedding_num_epochs)
+    if not _is_due(args.save_strategy, args.save_steps, step, total, steps_per_epoch):
+        return
+    root = Path(args.output_dir)
+    body.save(str(root / f"checkpoint-{step}"))
+    if args.save_total_limit:
+        checkpoints = sorted(root.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        for old in checkpoints[: -args.save_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class _Evaluator:
+    """Embedding loss on eval pairs during phase 1 (`eval_strategy`), optionally keeping the best body."""
+
+    def __init__(self, body, loss_fn, texts, batches_fn, args: TrainingArguments, max_length, label_ids) -> None:
+        self.body, self.loss_fn, self.texts, self.batches_fn = body, loss_fn, texts, batches_fn
+        self.args, self.max_length, self.label_ids = args, max_length, label_ids
+        self.best: tuple[float, dict] | None = None
+
+    @classmethod
+    def create(cls, body, loss_fn, texts, label_ids, args: TrainingArguments, max_length) -> _Evaluator:
+        if texts is None or label_ids is None or args.eval_strategy == "no":
+            return cls(body, loss_fn, None, None, args, max_length, None)
+        label_ids = np.asarray(label_ids)
+        eval_args = args.replace(num_epochs=(1, args.classifier_num_epochs))
+        return cls(body, loss_fn, texts, lambda: _plan_batches(label_ids, eval_args, loss_fn.kind, args.eval_max_steps),
+                   args, max_length, label_ids)
+
+    def maybe_evaluate(self, step: int, total: int, log: list[dict]) -> None:
+        if self.texts is None or step <= self.args.eval_delay:
+            return
+        if not _is_due(self.args.eval_strategy, self.args.eval_steps, step, total, total // self.args.embedding_num_epochs):
+            return
+        batches = self.batches_fn()
+        self.body.eval()
+        with torch.no_grad():
+            losses = [float(batch_loss(self.body, self.loss_fn, self.texts, b, batches.kind, self.label_ids, self.max_length))
+                      for _, b in zip(range(batches.total_steps), batches.iterator)]
+        self.body.train()
+        value = float(np.mean(losses))
+        log.append({"step": step, "eval_embedding_loss": value})
+        logger.info("step %d: eval_embedding_loss=%.4f", step, value)
+        if self.args.load_best_model_at_end and (self.best is None or value < self.best[0]):
+            self.best = (value, {k: v.detach().cpu().clone() for k, v in self.body.state_dict().items()})
+
+    def restore_best(self) -> None:
+        if self.best is not None:
+            logger.info("restoring the body with the lowest eval_embedding_loss (%.4f)", self.best[0])
+            self.body.load_state_dict(self.best[1])

@@ -1,0 +1,105 @@
+"""Phase 2: fitting the classification head.
+
+scikit-learn head: encode once, `fit`. Differentiable head: AdamW with a body group
+(`body_learning_rate[1]`) and a head group (`head_learning_rate`), weight decay `l2_weight`,
+CrossEntropy (BCE for multi-label), StepLR(step 5, gamma 0.5) per epoch, as setfit 1.2.0.
+With the body frozen, embeddings are computed once in eval mode and the head trains on them (setfit
+re-encodes every step with dropout on; caching makes the head phase seconds, deterministic, and the
+same computation the pipeline's head stage does from its embeddings Parquet).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from setfit_core.args import TrainingArguments
+from setfit_core.seeding import set_seed
+from setfit_core.tokenization import max_length_of, tokenize
+
+logger = logging.getLogger(__name__)
+
+
+def fit_sklearn_head(head, embeddings: np.ndarray, y: np.ndarray):
+    head.fit(embeddings, y)
+    return head
+
+
+def _targets(y: np.ndarray, device: torch.device, multitarget: bool) -> torch.Tensor:
+    return torch.as_tensor(y, dtype=torch.float32 if multitarget else torch.long, device=device)
+
+
+def fit_differentiable_head(head, embeddings: torch.Tensor, y: np.ndarray, args: TrainingArguments) -> list[float]:
+    """Train `head` on fixed embeddings; returns the mean loss per epoch."""
+    set_seed(args.seed)
+    embeddings = embeddings.to(head.device, torch.float32)
+    targets = _targets(y, head.device, head.multitarget)
+    optimizer = torch.optim.AdamW(
+        [{"params": head.parameters(), "lr": args.head_learning_rate, "weight_decay": args.l2_weight}]
+    )
+    head.train()
+    losses = _run_epochs(head, optimizer, len(targets), args, lambda idx: (head(embeddings[idx])[0], targets[idx]))
+    head.eval()
+    return losses
+
+
+def fit_end_to_end(model, texts: list[str], y: np.ndarray, args: TrainingArguments) -> list[float]:
+    """Train body and head together on texts (`end_to_end=True`)."""
+    set_seed(args.seed)
+    body, head = model.model_body, model.model_head
+    targets = _targets(y, head.device, head.multitarget)
+    max_length = max_length_of(body, args.max_length)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": body.parameters(), "lr": args.body_classifier_learning_rate, "weight_decay": args.l2_weight},
+            {"params": head.parameters(), "lr": args.head_learning_rate, "weight_decay": args.l2_weight},
+        ]
+    )
+
+    def forward(idx: torch.Tensor):
+        features = tokenize(body, [texts[i] for i in idx.tolist()], max_length)
+        embeddings = body(features)["sentence_embedding"]
+        if model.normalize_embeddings:
+            embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)
+        return head(embeddings)[0], targets[idx.to(targets.device)]
+
+    body.requires_grad_(True)
+    body.train()
+    head.train()
+    losses = _run_epochs(head, optimizer, len(targets), args, forward)
+    body.eval()
+    head.eval()
+    return losses
+
+
+def _run_epochs(head, optimizer, n: int, args: TrainingArguments, forward) -> list[float]:
+    criterion = head.get_loss_fn()
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+    generator = torch.Generator().manual_seed(args.seed)
+    bar = None
+    if args.show_progress_bar:
+        from tqdm.auto import trange
+
+        bar = trange(args.classifier_num_epochs, desc="Head training", unit="epoch")
+    losses = []
+    for _ in range(args.classifier_num_epochs):
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for start in range(0, n, args.classifier_batch_size):
+            logits, target = forward(order[start : start + args.classifier_batch_size])
+            loss = criterion(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(target)
+        scheduler.step()
+        losses.append(total / n)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    if bar is not None:
+        bar.close()
+    logger.info("head training: %d epochs, final loss %.4f", len(losses), losses[-1] if losses else float("nan"))
+    return losses

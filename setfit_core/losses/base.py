@@ -1,0 +1,69 @@
+"""Abstract base classes for losses computed on precomputed embeddings.
+
+Two kinds exist:
+
+* :class:`PairLoss` (``kind = "pair"``): ``forward(emb_1 [B, D], emb_2 [B, D], labels [B] float) -> scalar``.
+  Used with pair datasets (text_a, text_b, similarity label).
+* :class:`GroupLoss` (``kind = "group"``): ``forward(embeddings [B, D], labels [B] int64) -> scalar``.
+  Used with label-grouped batches (text, class label).
+
+Every concrete loss has a class attribute ``name`` (its class name) and a ``config()`` method returning
+its constructor parameters as plain JSON values, so a loss can be stored as ``{"name": ..., "params": ...}``
+and rebuilt with ``LOSSES[name](**params)``.
+
+Example:
+    >>> import torch
+    >>> from setfit_core.losses import CosineSimilarityLoss
+    >>> loss = CosineSimilarityLoss()
+    >>> (loss.name, loss.kind, loss.config())
+    ('CosineSimilarityLoss', 'pair', {})
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+
+class _EmbeddingLoss(nn.Module, abc.ABC):
+    """Shared plumbing: ``name`` per subclass and ``config()`` from the constructor signature."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = "_EmbeddingLoss"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.__name__
+
+    def config(self) -> dict[str, Any]:
+        """Constructor parameters (read from same-named attributes) as plain JSON values."""
+        params = inspect.signature(type(self).__init__).parameters
+        return {
+            key: getattr(self, key)
+            for key, param in params.items()
+            if key != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+        }
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.config().items())
+
+
+class PairLoss(_EmbeddingLoss):
+    """Loss on embedding pairs: ``forward(emb_1 [B, D], emb_2 [B, D], labels [B] float) -> scalar Tensor``."""
+
+    kind: ClassVar[str] = "pair"
+
+    @abc.abstractmethod
+    def forward(self, emb_1: Tensor, emb_2: Tensor, labels: Tensor) -> Tensor: ...
+
+
+class GroupLoss(_EmbeddingLoss):
+    """Loss on a label-grouped batch: ``forward(embeddings [B, D], labels [B] int64) -> scalar Tensor``."""
+
+    kind: ClassVar[str] = "group"
+
+    @abc.abstractmethod
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor: ...

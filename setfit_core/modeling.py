@@ -1,0 +1,250 @@
+"""`SetFitModel`: a sentence-transformers body plus a classification head."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
+
+from setfit_core.body_loading import default_device, default_model_path, embedding_dimension, load_body
+from setfit_core.head import SetFitHead
+
+logger = logging.getLogger(__name__)
+
+MULTI_TARGET_STRATEGIES = ("one-vs-rest", "multi-output", "classifier-chain")
+
+
+def build_sklearn_head(head_params: dict[str, Any], multi_target_strategy: str | None):
+    """LogisticRegression (setfit's default head), wrapped for multi-label strategies."""
+    try:
+        clf = LogisticRegression(**head_params)
+    except TypeError as exc:
+        raise ValueError(f"head_params {head_params!r} are not valid LogisticRegression parameters: {exc}") from exc
+    wrappers = {"one-vs-rest": OneVsRestClassifier, "multi-output": MultiOutputClassifier,
+                "classifier-chain": ClassifierChain}
+    return wrappers[multi_target_strategy](clf) if multi_target_strategy else clf
+
+
+def _check_strategy(multi_target_strategy: str | None, differentiable: bool) -> None:
+    if multi_target_strategy is not None and multi_target_strategy not in MULTI_TARGET_STRATEGIES:
+        raise ValueError(
+            f"'multi_target_strategy' must be None or one of {list(MULTI_TARGET_STRATEGIES)}; "
+            f"got {multi_target_strategy!r}"
+        )
+    if differentiable and multi_target_strategy == "classifier-chain":
+        raise ValueError(
+            "'multi_target_strategy' 'classifier-chain' is not supported by the differentiable head; "
+            "use 'one-vs-rest' or 'multi-output', or the scikit-learn head"
+        )
+
+
+class SetFitModel:
+    """Body (`SentenceTransformer`) + head (scikit-learn estimator or `SetFitHead`).
+
+    A new differentiable head is created at training time with one output per class (`out_features` in
+    `head_params`, if given, must match the class count).
+    """
+
+    def __init__(
+        self,
+        model_body,
+        model_head=None,
+        multi_target_strategy: str | None = None,
+        normalize_embeddings: bool = False,
+        labels: list[Any] | None = None,
+        use_differentiable_head: bool | None = None,
+        head_params: dict[str, Any] | None = None,
+    ) -> None:
+        differentiable = isinstance(model_head, SetFitHead) if use_differentiable_head is None else use_differentiable_head
+        _check_strategy(multi_target_strategy, differentiable)
+        if labels is not None and (not isinstance(labels, (list, tuple)) or len(set(labels)) != len(labels)):
+            raise ValueError(f"'labels' must be a list of distinct class names; got {labels!r}")
+        self.model_body = model_body
+        self.multi_target_strategy = multi_target_strategy
+        self.normalize_embeddings = bool(normalize_embeddings)
+        self.labels = list(labels) if labels is not None else None
+        self.head_params = dict(head_params or {})
+        self._differentiable = differentiable
+        if model_head is None and not differentiable:
+            model_head = build_sklearn_head(self.head_params, multi_target_strategy)
+        # A new differentiable head is built at the start of phase 2, after seeding, so its initial
+        # weights follow TrainingArguments.seed like every other random choice.
+        self.model_head = model_head
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: str | None = None,
+        *,
+        use_differentiable_head: bool = False,
+        head_params: dict[str, Any] | None = None,
+        multi_target_strategy: str | None = None,
+        labels: list[Any] | None = None,
+        normalize_embeddings: bool | None = None,
+        device: str | None = None,
+        trust_pickle: bool = False,
+        trust_remote_code: bool = False,
+    ) -> SetFitModel:
+        """Load a saved SetFit model, or start a new one from a sentence-transformers body.
+
+        `model_id` defaults to the bundled offline all-MiniLM-L6-v2.
+        """
+        from setfit_core.model_io import load_saved_head, read_saved_config
+
+        _check_strategy(multi_target_strategy, use_differentiable_head)
+        location = model_id if model_id is not None else default_model_path()
+        device = device or default_device()
+        body = load_body(location, device=device, trust_remote_code=trust_remote_code)
+        saved = read_saved_config(location)
+        if normalize_embeddings is None:
+            normalize_embeddings = saved.get("normalize_embeddings", False)
+        labels = labels if labels is not None else saved.get("labels")
+        multi_target_strategy = multi_target_strategy or saved.get("multi_target_strategy")
+        head = load_saved_head(location, saved, device=device, trust_pickle=trust_pickle)
+        if head is not None:
+            use_differentiable_head = isinstance(head, SetFitHead)
+        return cls(
+            body,
+            head,
+            multi_target_strategy=multi_target_strategy,
+            normalize_embeddings=normalize_embeddings,
+            labels=labels,
+            use_differentiable_head=use_differentiable_head,
+            head_params=head_params,
+        )
+
+    def new_differentiable_head(self, num_classes: int) -> SetFitHead:
+        out = self.head_params.get("out_features", num_classes)
+        if out != num_classes:
+            raise ValueError(
+                f"head_params['out_features'] is {out!r} but the training data has {num_classes} classes; "
+                f"set out_features={num_classes} or leave it out to infer it"
+            )
+        params = {k: v for k, v in self.head_params.items() if k not in ("out_features", "in_features", "device")}
+        return SetFitHead(
+            in_features=embedding_dimension(self.model_body),
+            out_features=num_classes,
+            multitarget=self.multi_target_strategy is not None,
+            device=self.device,
+            **params,
+        )
+
+    # ---- properties -----------------------------------------------------------------------------
+    @property
+    def has_differentiable_head(self) -> bool:
+        return self._differentiable
+
+    @property
+    def device(self) -> torch.device:
+        return self.model_body.device
+
+    @property
+    def multi_label(self) -> bool:
+        return self.multi_target_strategy is not None
+
+    def to(self, device: str | torch.device) -> SetFitModel:
+        self.model_body.to(device)
+        if isinstance(self.model_head, torch.nn.Module):
+            self.model_head.to(device)
+        return self
+
+    def freeze(self, component: str | None = None) -> None:
+        """Stop gradients for "body", "head" or both (None)."""
+        for part in ("body", "head") if component is None else (component,):
+            module = self.model_body if part == "body" else self.model_head
+            if isinstance(module, torch.nn.Module):
+                module.requires_grad_(False)
+
+    def unfreeze(self, component: str | None = None, keep_body_frozen: bool | None = None) -> None:
+        if keep_body_frozen is not None:  # setfit 0.x spelling
+            component = "head" if keep_body_frozen else None
+        for part in ("body", "head") if component is None else (component,):
+            module = self.model_body if part == "body" else self.model_head
+            if isinstance(module, torch.nn.Module):
+                module.requires_grad_(True)
+
+    # ---- inference ------------------------------------------------------------------------------
+    def encode(
+        self,
+        inputs: list[str] | str,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        as_numpy: bool = True,
+    ) -> np.ndarray | torch.Tensor:
+        """Sentence embeddings (normalised when `normalize_embeddings`)."""
+        single = isinstance(inputs, str)
+        texts = [inputs] if single else list(inputs)
+        self.model_body.eval()
+        embeddings = self.model_body.encode(
+            texts,
+            batch_size=batch_size,
+            show_progress_bar=bool(show_progress_bar),
+            convert_to_tensor=True,
+            normalize_embeddings=self.normalize_embeddings,
+        ).float()
+        out = embeddings.cpu().numpy() if as_numpy else embeddings
+        return out[0] if single else out
+
+    def _head_outputs(self, inputs: list[str], batch_size: int, show_progress_bar: bool | None, proba: bool):
+        if self.model_head is None:
+            raise RuntimeError("this model has no trained head yet; train it with setfit_core.Trainer first")
+        if isinstance(self.model_head, SetFitHead):
+            embeddings = self.encode(inputs, batch_size, show_progress_bar, as_numpy=False).to(self.model_head.device)
+            out = self.model_head.predict_proba(embeddings) if proba else self.model_head.predict(embeddings)
+            return out.cpu().numpy()
+        embeddings = self.encode(inputs, batch_size, show_progress_bar, as_numpy=True)
+        if proba:
+            probs = self.model_head.predict_proba(embeddings)
+            if isinstance(probs, list):  # multi-output heads: one (n, 2) array per label
+                probs = np.stack([p[:, 1] for p in probs], axis=1)
+            return np.asarray(probs, dtype=np.float32)
+        return np.asarray(self.model_head.predict(embeddings))
+
+    def predict_proba(
+        self, inputs: list[str] | str, batch_size: int = 32, as_numpy: bool = False, show_progress_bar: bool | None = None
+    ) -> np.ndarray | torch.Tensor:
+        single = isinstance(inputs, str)
+        probs = self._head_outputs([inputs] if single else list(inputs), batch_size, show_progress_bar, proba=True)
+        out = probs if as_numpy else torch.from_numpy(probs)
+        return out[0] if single else out
+
+    def predict(
+        self,
+        inputs: list[str] | str,
+        batch_size: int = 32,
+        as_numpy: bool = False,
+        use_labels: bool = True,
+        show_progress_bar: bool | None = None,
+    ) -> Any:
+        """Class per input: label values when the model knows them, else class ids."""
+        single = isinstance(inputs, str)
+        ids = self._head_outputs([inputs] if single else list(inputs), batch_size, show_progress_bar, proba=False)
+        if use_labels and self.labels is not None and not self.multi_label:
+            out: Any = [self.labels[int(i)] for i in ids]
+            out = np.asarray(out) if as_numpy else out
+        else:
+            ids = ids.astype(np.int64)
+            out = ids if as_numpy else torch.from_numpy(ids)
+        return out[0] if single else out
+
+    __call__ = predict
+
+    # ---- persistence ----------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str, setfit_compatible: bool = False) -> None:
+        """Body files + `config_setfit.json` + a head that loads without executing code.
+
+        `setfit_compatible=True` also writes `model_head.pkl` so setfit 1.x can load the directory.
+        """
+        from setfit_core.model_io import save_model
+
+        save_model(self, save_directory, setfit_compatible=setfit_compatible)
+
+    def __repr__(self) -> str:
+        head = type(self.model_head).__name__ if self.model_head is not None else "None (built at training)"
+        return f"SetFitModel(head={head}, labels={self.labels}, multi_target_strategy={self.multi_target_strategy!r})"

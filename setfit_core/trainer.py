@@ -1,0 +1,168 @@
+"""`Trainer`: validates everything up front, then `train()` = phase 1 (body) + phase 2 (head)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from setfit_core.args import TrainingArguments
+from setfit_core.body_training import BodyTrainingResult, ProgressFn, train_body
+from setfit_core.data import LabelEncoder, LabeledTexts, load_labeled, warn_conflicting_duplicates
+from setfit_core.head import SetFitHead
+from setfit_core.head_training import fit_differentiable_head, fit_end_to_end, fit_sklearn_head
+from setfit_core.metrics import check_metric, compute_metric
+from setfit_core.modeling import SetFitModel
+from setfit_core.seeding import set_seed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """A validated split: texts, raw labels, and head-index labels."""
+
+    data: LabeledTexts
+    ids: np.ndarray
+
+    @property
+    def texts(self) -> list[str]:
+        return self.data.texts
+
+
+class Trainer:
+    """Train a `SetFitModel` in two phases.
+
+    >>> trainer = Trainer(model, TrainingArguments(num_iterations=20), train_dataset=train)  # doctest: +SKIP
+    >>> trainer.train(); trainer.evaluate(test)                                                # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: SetFitModel | None = None,
+        args: TrainingArguments | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        model_init: Callable[[], SetFitModel] | None = None,
+        metric: str | Callable = "accuracy",
+        metric_kwargs: dict[str, Any] | None = None,
+        column_mapping: Mapping[str, str] | None = None,
+    ) -> None:
+        if model is None and model_init is None:
+            raise ValueError("Trainer needs a model: pass model=SetFitModel.from_pretrained(...) or model_init=")
+        self.model = model if model is not None else model_init()
+        if not isinstance(self.model, SetFitModel):
+            raise TypeError(f"'model' must be a setfit_core.SetFitModel; got {type(self.model).__name__}")
+        self.args = args if args is not None else TrainingArguments()
+        if not isinstance(self.args, TrainingArguments):
+            raise TypeError(f"'args' must be a setfit_core.TrainingArguments; got {type(self.args).__name__}")
+        check_metric(metric)
+        self.metric, self.metric_kwargs, self.column_mapping = metric, metric_kwargs, column_mapping
+        self.encoder: LabelEncoder | None = None
+        self.train_split = self._load_train(train_dataset) if train_dataset is not None else None
+        self.eval_split = self.encode_split(eval_dataset, "eval_dataset") if eval_dataset is not None else None
+        self.body_result: BodyTrainingResult | None = None
+
+    # ---- data -----------------------------------------------------------------------------------
+    def _load_train(self, dataset: Any) -> EncodedSplit:
+        data = load_labeled(dataset, self.column_mapping, "train_dataset")
+        if data.multi_label != self.model.multi_label:
+            raise ValueError(
+                "train_dataset has multi-label rows but the model has no multi_target_strategy; load it with "
+                "multi_target_strategy='one-vs-rest' (or 'multi-output'/'classifier-chain')"
+                if data.multi_label
+                else f"the model has multi_target_strategy={self.model.multi_target_strategy!r} but train_dataset "
+                "has single labels; give multi-hot label lists or drop multi_target_strategy"
+            )
+        warn_conflicting_duplicates(data, "train_dataset")
+        self.encoder = LabelEncoder.fit(data, self.model.labels, "train_dataset")
+        self._check_head(self.encoder.num_classes)
+        return EncodedSplit(data, self.encoder.encode(data.labels, "train_dataset"))
+
+    def _check_head(self, num_classes: int) -> None:
+        head = self.model.model_head
+        if self.model.has_differentiable_head and isinstance(head, SetFitHead) and head.out_features != num_classes:
+            raise ValueError(
+                f"the differentiable head has out_features={head.out_features} but the training data has "
+                f"{num_classes} classes; set head_params={{'out_features': {num_classes}}}"
+            )
+        if self.model.has_differentiable_head and head is None:
+            self.model.new_differentiable_head(num_classes)  # raises if head_params disagree, before training
+
+    def encode_split(self, dataset: Any, name: str) -> EncodedSplit:
+        if self.encoder is None:
+            raise ValueError(f"{name} cannot be checked before a train_dataset is given")
+        data = load_labeled(dataset, self.column_mapping, name)
+        if data.multi_label != self.train_split.data.multi_label:
+            raise ValueError(f"{name} and train_dataset must both be single-label or both multi-label")
+        return EncodedSplit(data, self.encoder.encode(data.labels, name))
+
+    # ---- training -------------------------------------------------------------------------------
+    def train(self, args: TrainingArguments | None = None, progress: ProgressFn | None = None, **kwargs: Any) -> None:
+        """Phase 1 (contrastive body training), then phase 2 (head); freezing is handled here."""
+        if kwargs:
+            raise TypeError(
+                f"Trainer.train() got unexpected arguments {sorted(kwargs)}; put them in TrainingArguments "
+                "and pass args=TrainingArguments(...)"
+            )
+        args = args or self.args
+        self.train_embeddings(args, progress)
+        self.train_classifier(args)
+
+    def _require_train(self) -> EncodedSplit:
+        if self.train_split is None:
+            raise ValueError("Trainer has no train_dataset; pass train_dataset= when creating it")
+        return self.train_split
+
+    def train_embeddings(self, args: TrainingArguments | None = None, progress: ProgressFn | None = None) -> None:
+        args = args or self.args
+        split = self._require_train()
+        eval_split = self.eval_split
+        self.model.freeze("head")
+        self.model.unfreeze("body")
+        self.body_result = train_body(
+            self.model.model_body,
+            split.texts,
+            split.ids,
+            args,
+            eval_texts=eval_split.texts if eval_split else None,
+            eval_label_ids=eval_split.ids if eval_split else None,
+            progress=progress,
+        )
+
+    def train_classifier(self, args: TrainingArguments | None = None) -> None:
+        args = args or self.args
+        split = self._require_train()
+        model = self.model
+        if self.encoder.labels is not None and model.labels is None:
+            model.labels = list(self.encoder.labels)
+        if not model.has_differentiable_head:
+            embeddings = model.encode(split.texts, batch_size=64, show_progress_bar=args.show_progress_bar)
+            fit_sklearn_head(model.model_head, embeddings, split.ids)
+            return
+        if model.model_head is None:
+            set_seed(args.seed)
+            model.model_head = model.new_differentiable_head(self.encoder.num_classes)
+        model.model_head.requires_grad_(True)
+        if args.end_to_end:
+            fit_end_to_end(model, split.texts, split.ids, args)
+            return
+        model.freeze("body")
+        embeddings = model.encode(split.texts, batch_size=64, show_progress_bar=args.show_progress_bar, as_numpy=False)
+        fit_differentiable_head(model.model_head, embeddings, split.ids, args)
+        model.unfreeze("body")
+
+    # ---- evaluation -----------------------------------------------------------------------------
+    def evaluate(self, dataset: Any = None, metric_key_prefix: str | None = None) -> dict[str, float]:
+        """Metric on `dataset` (default: the eval_dataset); names computed locally with scikit-learn."""
+        split = self.encode_split(dataset, "dataset") if dataset is not None else self.eval_split
+        if split is None:
+            raise ValueError("no dataset to evaluate: pass evaluate(dataset) or Trainer(eval_dataset=...)")
+        y_pred = self.model.predict(split.texts, as_numpy=True, use_labels=False, show_progress_bar=False)
+        result = compute_metric(self.metric, np.asarray(y_pred), split.ids, self.metric_kwargs)
+        if metric_key_prefix:
+            result = {f"{metric_key_prefix}_{k}": v for k, v in result.items()}
+        return result

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from setfit_core import CosineSimilarityLoss, SupConLoss, TrainingArguments
+
+
+def test_defaults_match_setfit_1_2():
+    args = TrainingArguments()
+    assert args.batch_size == (16, 2)
+    assert args.num_epochs == (1, 16)
+    assert args.body_learning_rate == (2e-5, 1e-5)
+    assert args.head_learning_rate == 1e-2
+    assert args.end_to_end is False
+    assert args.loss is CosineSimilarityLoss
+    assert args.num_iterations is None
+    assert args.sampling_strategy == "oversampling"
+    assert args.max_steps == -1
+    assert args.margin == 0.25
+    assert args.distance_metric == "cosine_distance"
+    assert args.warmup_proportion == 0.1
+    assert args.l2_weight == 0.01
+    assert args.max_length is None
+    assert args.use_amp is False
+    assert args.seed == 42
+    assert args.show_progress_bar is True
+    assert (args.logging_strategy, args.eval_strategy, args.save_strategy) == ("steps", "no", "steps")
+
+
+def test_phase_properties():
+    args = TrainingArguments(batch_size=(8, 4), num_epochs=(2, 3), body_learning_rate=(3e-5, 1e-6))
+    assert (args.embedding_batch_size, args.classifier_batch_size) == (8, 4)
+    assert (args.embedding_num_epochs, args.classifier_num_epochs) == (2, 3)
+    assert (args.body_embedding_learning_rate, args.body_classifier_learning_rate) == (3e-5, 1e-6)
+
+
+def test_scalar_fills_both_phases_including_int_learning_rate():
+    args = TrainingArguments(batch_size=32, num_epochs=2, body_learning_rate=1)
+    assert args.batch_size == (32, 32)
+    assert args.num_epochs == (2, 2)
+    assert args.body_learning_rate == (1.0, 1.0)  # setfit 1.2.0 leaves an int unexpanded
+
+
+def test_l2_weight_zero_is_kept():
+    assert TrainingArguments(l2_weight=0).l2_weight == 0  # setfit 1.2.0 turns 0 into 0.01
+    assert TrainingArguments(l2_weight=None).l2_weight == 0.01
+
+
+def test_json_lists_become_tuples():
+    args = TrainingArguments(batch_size=[16, 4])
+    assert args.batch_size == (16, 4)
+
+
+def test_round_trip_through_json():
+    args = TrainingArguments(batch_size=(16, 2), loss=SupConLoss, end_to_end=True, seed=7, num_iterations=5)
+    data = json.loads(json.dumps(args.to_dict()))
+    assert data["loss"] == "SupConLoss"
+    again = TrainingArguments.from_dict(data)
+    assert again == args
+    assert again.loss is SupConLoss
+
+
+def test_loss_by_name_and_sentence_transformers_class():
+    from sentence_transformers.sentence_transformer import losses as st_losses
+
+    assert TrainingArguments(loss="SupConLoss").loss is SupConLoss
+    assert TrainingArguments(loss=st_losses.CosineSimilarityLoss).loss is CosineSimilarityLoss
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": 0}, r"'batch_size' must be positive ints.*got 0"),
+        ({"batch_size": (16, 2, 3)}, r"'batch_size' must be a single value or a \(embedding_phase, classifier_phase\)"),
+        ({"num_epochs": 1.5}, r"'num_epochs' must be positive ints"),
+        ({"body_learning_rate": -1e-5}, r"'body_learning_rate' must be positive numbers"),
+        ({"head_learning_rate": 0}, r"'head_learning_rate' must be a positive number; got 0"),
+        ({"warmup_proportion": 1.5}, r"'warmup_proportion' must be a number in \[0, 1\]; got 1.5"),
+        ({"l2_weight": -0.1}, r"'l2_weight' must be a number >= 0"),
+        ({"sampling_strategy": "random"}, r"'sampling_strategy' must be one of \['oversampling', 'undersampling', 'unique'\]; got 'random'"),
+        ({"num_iterations": 0}, r"'num_iterations' must be None or a positive int; got 0"),
+        ({"max_steps": 0}, r"'max_steps' must be -1 \(no limit\) or a positive int; got 0"),
+        ({"max_length": 0}, r"'max_length' must be None"),
+        ({"seed": -1}, r"'seed' must be an int in \[0, 2\*\*32\); got -1"),
+        ({"distance_metric": "cosine"}, r"'distance_metric' must be one of"),
+        ({"eval_strategy": "sometimes"}, r"'eval_strategy' must be one of \['no', 'steps', 'epoch'\]"),
+        ({"end_to_end": "yes"}, r"'end_to_end' must be True or False; got 'yes'"),
+        ({"loss": "CosineLoss"}, r"loss 'CosineLoss' is not a supported loss; did you mean 'CosineSimilarityLoss'"),
+    ],
+)
+def test_bad_values_name_the_field_value_and_constraint(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainingArguments(**kwargs)
+
+
+def test_unknown_field_names_the_closest():
+    with pytest.raises(ValueError, match=r"'num_iteration' is not a TrainingArguments field; did you mean 'num_iterations'\?"):
+        TrainingArguments.from_dict({"num_iteration": 20})
+
+
+def test_eval_steps_imply_step_evaluation():
+    args = TrainingArguments(eval_steps=5)
+    assert args.eval_strategy == "steps"

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from setfit_core import SetFitModel, SupConLoss, Trainer, TrainingArguments
+from setfit_core.losses import LOSSES
+
+
+def body_state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.model_body.state_dict().items()}
+
+
+def same_state(a, b) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def model(tiny_model_dir):
+    return SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
+
+
+def test_train_runs_body_then_head(model, tiny_data, tiny_args):
+    before = body_state(model)
+    trainer = Trainer(model, tiny_args, train_dataset=tiny_data, eval_dataset=tiny_data)
+    trainer.train()
+    assert not same_state(before, body_state(model)), "phase 1 must change the body"
+    assert hasattr(model.model_head, "coef_"), "phase 2 must fit the head"
+    assert trainer.body_result.steps == 4  # 2·2·16 pairs / batch 16
+    metrics = trainer.evaluate()
+    assert set(metrics) == {"accuracy"} and 0.0 <= metrics["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("end_to_end", [False, True])
+def test_end_to_end_decides_whether_phase_2_moves_the_body(tiny_model_dir, tiny_data, tiny_args, end_to_end):
+    model = SetFitModel.from_pretrained(tiny_model_dir, use_differentiable_head=True, device="cpu")
+    args = tiny_args.replace(end_to_end=end_to_end, batch_size=(16, 4))
+    trainer = Trainer(model, args, train_dataset=tiny_data)
+    trainer.train_embeddings()
+    after_phase_1 = body_state(model)
+    head_before = model.model_head
+    trainer.train_classifier()
+    assert model.model_head is not None and head_before is None
+    assert same_state(after_phase_1, body_state(model)) is (not end_to_end)
+    assert all(p.requires_grad for p in model.model_body.parameters()), "the body is unfrozen afterwards"
+
+
+def test_same_seed_same_model_other_seed_other_model(tiny_model_dir, tiny_data, tiny_args):
+    def run(seed):
+        model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
+        Trainer(model, tiny_args.replace(seed=seed), train_dataset=tiny_data).train()
+        return body_state(model), model.model_head.coef_.copy()
+
+    (a_body, a_head), (b_body, b_head), (c_body, _) = run(1), run(1), run(2)
+    assert same_state(a_body, b_body) and np.array_equal(a_head, b_head)
+    assert not same_state(a_body, c_body)
+
+
+@pytest.mark.parametrize("kind", ["dict", "pandas", "datasets"])
+def test_accepts_dict_dataframe_and_dataset(model, tiny_data, tiny_args, kind):
+    data = {"dict": tiny_data, "pandas": pd.DataFrame(tiny_data), "datasets": datasets.Dataset.from_dict(tiny_data)}[kind]
+    trainer = Trainer(model, tiny_args, train_dataset=data, eval_dataset=data)
+    trainer.train()
+    assert "accuracy" in trainer.evaluate()
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f1", "precision", "recall", "matthews_correlation"])
+def test_named_metrics_are_computed_locally(model, tiny_data, tiny_args, metric):
+    trainer = Trainer(model, tiny_args, train_dataset=tiny_data, eval_dataset=tiny_data, metric=metric)
+    trainer.train()
+    result = trainer.evaluate()
+    assert list(result) == [metric] and -1.0 <= result[metric] <= 1.0
+
+
+def test_callable_metric_gets_predictions_truth_and_kwargs(model, tiny_data, tiny_args):
+    seen = {}
+
+    def metric(y_pred, y_true, scale=1):
+        seen.update(n=len(y_pred), scale=scale)
+        return {"hits": float((np.asarray(y_pred) == np.asarray(y_true)).sum()) * scale}
+
+    trainer = Trainer(model, tiny_args, train_dataset=tiny_data, metric=metric, metric_kwargs={"scale": 2})
+    trainer.train()
+    result = trainer.evaluate({"text": ["good movie", "bad movie"], "label": [1, 0]})
+    assert seen == {"n": 2, "scale": 2} and 0 <= result["hits"] <= 4
+
+
+def test_multiclass_f1_defaults_to_macro(model, tiny_args):
+    data = {"text": ["good", "great", "bad", "awful", "movie", "film"], "label": [0, 0, 1, 1, 2, 2]}
+    trainer = Trainer(model, tiny_args, train_dataset=data, eval_dataset=data, metric="f1")
+    trainer.train()
+    assert 0.0 <= trainer.evaluate()["f1"] <= 1.0
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_every_loss_trains(tiny_model_dir, tiny_data, tiny_args, loss):
+    model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
+    before = body_state(model)
+    trainer = Trainer(model, tiny_args.replace(loss=loss, batch_size=(8, 2)), train_dataset=tiny_data)
+    trainer.train()
+    assert trainer.body_result.steps > 0
+    assert np.isfinite(trainer.body_result.train_loss)
+    if loss != "BatchHardSoftMarginTripletLoss":  # others may legitimately reach 0 loss on tiny data
+        assert not same_state(before, body_state(model))
+
+
+def test_progress_callback_and_max_steps(model, tiny_data, tiny_args):
+    calls = []
+    trainer = Trainer(model, tiny_args.replace(num_iterations=20, max_steps=3), train_dataset=tiny_data)
+    trainer.train(progress=lambda step, total, loss: calls.append((step, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_eval_strategy_logs_eval_embedding_loss(model, tiny_data, tiny_args):
+    args = tiny_args.replace(num_iterations=4, eval_strategy="steps", eval_steps=2, logging_steps=2)
+    trainer = Trainer(model, args, train_dataset=tiny_data, eval_dataset=tiny_data)
+    trainer.train()
+    evals = [row for row in trainer.body_result.log if "eval_embedding_loss" in row]
+    assert [row["step"] for row in evals] == [2, 4, 6, 8]
+
+
+def test_save_strategy_writes_limited_checkpoints(model, tiny_data, tiny_args, tmp_path):
+    args = tiny_args.replace(num_iterations=4, save_strategy="steps", save_steps=3, save_total_limit=1,
+                             output_dir=str(tmp_path / "ckpt"))
+    Trainer(model, args, train_dataset=tiny_data).train()
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["checkpoint-6"]
+
+
+def test_progress_bar_when_asked(model, tiny_data, tiny_args, capsys):
+    Trainer(model, tiny_args.replace(show_progress_bar=True), train_dataset=tiny_data).train()
+    assert "Body training" in capsys.readouterr().err
+
+
+def test_supcon_with_differentiable_head_and_string_labels(tiny_model_dir, tiny_args):
+    model = SetFitModel.from_pretrained(tiny_model_dir, use_differentiable_head=True, device="cpu")
+    data = {"text": ["good", "great", "bad", "awful"] * 2, "label": ["pos", "pos", "neg", "neg"] * 2}
+    trainer = Trainer(model, tiny_args.replace(loss=SupConLoss), train_dataset=data, eval_dataset=data)
+    trainer.train()
+    assert set(model.predict(["good", "bad"])) <= {"pos", "neg"}
+    assert "accuracy" in trainer.evaluate()
+
+
+def test_train_rejects_stray_keyword_arguments(model, tiny_data, tiny_args):
+    trainer = Trainer(model, tiny_args, train_dataset=tiny_data)
+    with pytest.raises(TypeError, match=r"unexpected arguments \['num_epochs'\]; put them in TrainingArguments"):
+        trainer.train(num_epochs=3)
