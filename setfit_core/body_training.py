@@ -23,6 +23,7 @@ import torch
 from setfit_core.args import TrainingArguments
 from setfit_core.losses import build_loss
 from setfit_core.sampling import (
+    PairPlan,
     group_steps_per_epoch,
     iter_group_batches,
     iter_pair_batches,
@@ -57,11 +58,18 @@ class _Batches:
     num_pairs: int = 0
 
 
-def _plan_batches(label_ids: np.ndarray, args: TrainingArguments, kind: str, max_steps: int) -> _Batches:
+def plan_pairs(label_ids: np.ndarray, args: TrainingArguments) -> PairPlan:
+    """The pairs phase 1 trains on, for these class ids and arguments (deterministic for args.seed)."""
+    max_pairs = args.max_steps * args.embedding_batch_size if args.max_steps > 0 else -1
+    return make_pairs(label_ids, args.seed, args.sampling_strategy, args.num_iterations, max_pairs)
+
+
+def _plan_batches(
+    label_ids: np.ndarray, args: TrainingArguments, kind: str, max_steps: int, plan: PairPlan | None = None
+) -> _Batches:
     bs, epochs = args.embedding_batch_size, args.embedding_num_epochs
     if kind == "pair":
-        max_pairs = max_steps * bs if max_steps > 0 else -1
-        plan = make_pairs(label_ids, args.seed, args.sampling_strategy, args.num_iterations, max_pairs)
+        plan = plan if plan is not None else plan_pairs(label_ids, args.replace(max_steps=max_steps))
         total = pair_steps_per_epoch(len(plan), bs) * epochs
         batches = iter_pair_batches(plan, bs, epochs, args.seed)
         return _Batches(kind, min(total, max_steps) if max_steps > 0 else total, batches, len(plan))
@@ -105,11 +113,16 @@ def train_body(
     eval_texts: list[str] | None = None,
     eval_label_ids: np.ndarray | None = None,
     progress: ProgressFn | None = None,
+    pairs: PairPlan | None = None,
 ) -> BodyTrainingResult:
-    """Fine-tune `body` in place on pairs (or label groups) built from `texts` and class ids."""
+    """Fine-tune `body` in place on pairs (or label groups) built from `texts` and class ids.
+
+    `pairs` (indices into `texts`) replaces the pairs `plan_pairs` would make, e.g. when they were
+    generated and stored by an earlier pipeline stage.
+    """
     set_seed(args.seed)
     loss_fn = build_loss(args.loss, margin=args.margin, distance_metric=args.distance_metric).to(body.device)
-    batches = _plan_batches(np.asarray(label_ids), args, loss_fn.kind, args.max_steps)
+    batches = _plan_batches(np.asarray(label_ids), args, loss_fn.kind, args.max_steps, pairs)
     total = batches.total_steps
     max_length = max_length_of(body, args.max_length)
     optimizer = torch.optim.AdamW(body.parameters(), lr=args.body_embedding_learning_rate, weight_decay=0.0)
@@ -119,11 +132,12 @@ def train_body(
     logger.info("body training: %d steps, %d pairs, batch size %d", total, batches.num_pairs, args.embedding_batch_size)
 
     body.train()
-    started, log, running = time.perf_counter(), [], 0.0
+    started, log, running, step = time.perf_counter(), [], 0.0, 0
     bar = _progress_bar(total, args.show_progress_bar)
-    for step, batch in enumerate(batches.iterator, start=1):
-        if step > total:
+    for batch in batches.iterator:
+        if step == total:
             break
+        step += 1
         with amp:
             loss = batch_loss(body, loss_fn, texts, batch, batches.kind, label_ids, max_length)
         loss.backward()
@@ -145,8 +159,7 @@ def train_body(
         bar.close()
     body.eval()
     evaluator.restore_best()
-    steps = min(total, step if total else 0)
-    return BodyTrainingResult(steps, time.perf_counter() - started, running / max(1, steps), batches.num_pairs, log)
+    return BodyTrainingResult(step, time.perf_counter() - started, running / max(1, step), batches.num_pairs, log)
 
 
 def _autocast(device: torch.device, enabled: bool):
