@@ -157,7 +157,7 @@ def train_body(
         loss_sum += loss.detach().float()
         if step % read_every and step != total and not _must_read(args, step, total):
             continue  # let the host queue the next step while the device works
-        value = float(loss)
+        value = float(loss.detach())
         _log_step(args, step, total, value, scheduler.get_last_lr()[0], log)
         evaluator.maybe_evaluate(step, total, log)
         _maybe_save(body, args, step, total)
