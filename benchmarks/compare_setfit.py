@@ -1,0 +1,210 @@
+"""Side-by-side benchmark: setfit_core vs setfit==1.2.0 on the same few-shot samples, model and recipe.
+
+    python benchmarks/compare_setfit.py --datasets sst2 --shots 8 --seeds 0 --test-rows 200   # smoke run
+    python benchmarks/compare_setfit.py --summarize benchmarks/results/<timestamp>             # rebuild report
+    python benchmarks/compare_setfit.py --pairs-memory                                         # 2x8 vs 5x64 RSS
+
+Every (library, dataset, shots, seed) run is a fresh subprocess (`--worker '<json spec>'`), so its peak RSS
+and CUDA peak are its own. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# The working tree's setfit_core is the one under test, installed or not (e.g. on the GPU machine).
+sys.path.insert(1, str(REPO))
+
+LIBRARIES = ("setfit_core", "setfit")
+RECIPES = ("default", "fast")
+# Set for every worker (the caller's own values win): nothing may reach a hub, no tracker may start,
+# tokenizers must not fork threads, and no progress bars (transformers' "Loading weights" bar follows
+# huggingface_hub's switch; datasets' "Map" bar has its own) clutter the logs or cost time.
+WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+              "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true",
+              "DO_NOT_TRACK": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+# --pairs-memory: (name, classes, shots). 5x64 with oversampling is the pair explosion (81,920 pairs uncapped).
+PAIRS_DATASET, PAIRS_CASES = "sst5", (("2x8", 2, 8), ("5x64", 5, 64))
+PAIRS_RSS_TARGET = 1.10
+
+
+def _csv(kind: type) -> Any:
+    def parse(text: str) -> list:
+        items = [kind(x.strip()) for x in text.split(",") if x.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list; got {text!r}")
+        return items
+
+    return parse
+
+
+def _libraries(text: str) -> list[str]:
+    libs = _csv(str)(text)
+    bad = [x for x in libs if x not in LIBRARIES]
+    if bad or len(set(libs)) != len(libs):
+        raise argparse.ArgumentTypeError(f"--libraries must be distinct names from {list(LIBRARIES)}; got {text!r}")
+    return libs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", type=_csv(str), default=["sst2", "emotion"])
+    p.add_argument("--shots", type=_csv(int), default=[8, 64], help="examples per class")
+    p.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each run (default: as is)")
+    p.add_argument("--libraries", type=_libraries, default=list(LIBRARIES))
+    p.add_argument("--recipe", choices=RECIPES, default="default",
+                   help="'fast' passes TrainingArguments(preset='fast') to setfit_core only")
+    p.add_argument("--test-rows", type=int, default=None, help="evaluate on this many test rows (default: all)")
+    p.add_argument("--data-root", default="/work/shared/data")
+    p.add_argument("--model", default=None, help="model directory (default: setfit_core.default_model_path())")
+    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<timestamp>")
+    p.add_argument("--amp", action="store_true", help="use_amp=True for both libraries")
+    p.add_argument("--summarize", type=Path, metavar="DIR", help="only rebuild DIR/summary.md/png from results.jsonl")
+    p.add_argument("--pairs-memory", action="store_true", help="setfit_core peak RSS: 2x8 vs 5x64 oversampling")
+    p.add_argument("--pairs-max-steps", type=int, default=30, help="max_steps for --pairs-memory runs")
+    p.add_argument("--worker", metavar="SPEC_JSON", help=argparse.SUPPRESS)  # internal: one run
+    return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    for name in ("threads", "test_rows", "pairs_max_steps"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be a positive int; got {value!r}")
+    if min(args.shots) <= 0:
+        raise SystemExit(f"--shots must be positive ints; got {args.shots!r}")
+    if args.model is not None and not Path(args.model).is_dir():
+        raise SystemExit(f"--model {args.model!r} is not a directory; pass a saved sentence-transformers model")
+    for name in [PAIRS_DATASET] if args.pairs_memory else args.datasets:
+        if not (Path(args.data_root) / name / "train.parquet").exists():
+            raise SystemExit(f"no {name}/train.parquet under --data-root {args.data_root!r}")
+
+
+# ---- orchestration -------------------------------------------------------------------------------
+
+
+def run_order(args: argparse.Namespace) -> Iterator[tuple[str, int, int, str]]:
+    """(dataset, shots, seed, library) in ABBA order: libraries alternate who goes first per seed, so a
+    machine that warms up, throttles or gets busier over time hits both libraries alike."""
+    for dataset in args.datasets:
+        for shots in args.shots:
+            for i, seed in enumerate(args.seeds):
+                for library in args.libraries if i % 2 == 0 else args.libraries[::-1]:
+                    yield dataset, shots, seed, library
+
+
+def base_spec(args: argparse.Namespace) -> dict[str, Any]:
+    return {"device": args.device, "threads": args.threads, "recipe": args.recipe, "amp": args.amp,
+            "data_root": str(args.data_root), "model": args.model, "test_rows": args.test_rows}
+
+
+def spawn(spec: dict[str, Any], out: Path, name: str) -> dict[str, Any] | None:
+    """Run one worker in a fresh interpreter; its output goes to out/logs/<name>.log. None if it failed."""
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(exist_ok=True)
+    spec = {**spec, "result_path": str(out / "runs" / f"{name}.json")}
+    env = {**WORKER_ENV, **os.environ}
+    log_path = out / "logs" / f"{name}.log"
+    started = time.perf_counter()
+    with log_path.open("w") as log:
+        rc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
+    wall = time.perf_counter() - started
+    if rc != 0:
+        tail = log_path.read_text().splitlines()[-15:]
+        print(f"  FAILED {name} (exit {rc}, {wall:.0f} s); last lines of {log_path}:", *tail, sep="\n    ",
+              file=sys.stderr)
+        return None
+    result = json.loads(Path(spec["result_path"]).read_text())
+    result["process_wall_s"] = wall
+    return result
+
+
+def _brief(r: dict[str, Any]) -> str:
+    return (f"load {r['load_s']:.1f} s, body {r['body_s']:.1f} s ({r['body_steps']} steps, "
+            f"{r['steps_per_s']:.2f}/s), head {r['head_s']:.2f} s, predict {r['predict_texts_per_s']:.0f} texts/s, "
+            f"RSS {r['peak_rss_mib']:.0f} MiB, acc {r['accuracy']:.3f}, F1 {r['macro_f1']:.3f}")
+
+
+def run_matrix(args: argparse.Namespace, out: Path) -> int:
+    from _report import write_summary  # pandas only; kept out of the workers' import path
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v)
+                                                 for k, v in vars(args).items()}, indent=2))
+    runs, failed = list(run_order(args)), 0
+    for n, (dataset, shots, seed, library) in enumerate(runs, 1):
+        name = f"{library}-{dataset}-{shots}shot-seed{seed}"
+        print(f"[{n}/{len(runs)}] {name}", flush=True)
+        spec = {**base_spec(args), "kind": "run", "library": library, "dataset": dataset, "shots": shots,
+                "seed": seed}
+        result = spawn(spec, out, name)
+        if result is None:
+            failed += 1
+            with (out / "failures.jsonl").open("a") as f:
+                f.write(json.dumps({**spec, "log": str(out / "logs" / f"{name}.log")}) + "\n")
+            continue
+        with (out / "results.jsonl").open("a") as f:  # appended per run: a crash later loses nothing
+            f.write(json.dumps(result) + "\n")
+        print(f"  {_brief(result)}", flush=True)
+    if (out / "results.jsonl").exists():
+        write_summary(out)
+        print((out / "summary.md").read_text())
+    print(f"results in {out}" + (f"; {failed} run(s) failed, see failures.jsonl" if failed else ""))
+    return 1 if failed else 0
+
+
+def run_pairs_memory(args: argparse.Namespace, out: Path) -> int:
+    """Peak RSS of setfit_core on 2x8 and 5x64 oversampling (sst5), each in a fresh process."""
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    for name, classes, shots in PAIRS_CASES:
+        spec = {**base_spec(args), "kind": "pairs", "library": "setfit_core", "dataset": PAIRS_DATASET,
+                "classes": classes, "shots": shots, "seed": args.seeds[0], "max_steps": args.pairs_max_steps}
+        result = spawn(spec, out, f"pairs-memory-{name}")
+        if result is None:
+            return 1
+        results[name] = result
+        print(f"{name}: peak RSS {result['peak_rss_mib']:.0f} MiB (after model load "
+              f"{result['peak_rss_after_load_mib']:.0f} MiB), {result['body_steps']} steps over "
+              f"{result['body_pairs']} pairs, body {result['body_s']:.1f} s")
+    ratio = results["5x64"]["peak_rss_mib"] / results["2x8"]["peak_rss_mib"]
+    verdict = "PASS" if ratio <= PAIRS_RSS_TARGET else "FAIL"
+    summary = {"cases": results, "rss_ratio_5x64_over_2x8": ratio, "target": PAIRS_RSS_TARGET, "verdict": verdict}
+    (out / "pairs_memory.json").write_text(json.dumps(summary, indent=2))
+    print(f"peak RSS ratio 5x64 / 2x8 = {ratio:.3f} (target <= {PAIRS_RSS_TARGET}): {verdict}; see {out}")
+    return 0 if verdict == "PASS" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        from _workers import worker_main  # torch is imported only in workers
+
+        worker_main(args.worker)
+        return 0
+    if args.summarize:
+        from _report import write_summary
+
+        write_summary(args.summarize)
+        print((args.summarize / "summary.md").read_text())
+        return 0
+    check_args(args)
+    out = args.out or HERE / "results" / time.strftime("%Y%m%d-%H%M%S")
+    return run_pairs_memory(args, out) if args.pairs_memory else run_matrix(args, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
