@@ -19,6 +19,8 @@ from setfit_core.losses import LOSSES, resolve_loss
 SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
 INTERVAL_STRATEGIES = ("no", "steps", "epoch")
 PRESETS = (None, "fast")
+# The fast preset's batch: about this many texts, spread evenly over the labels (2 per label at least).
+FAST_BATCH_TEXTS = 64
 # setfit passes these to the triplet losses; names instead of callables so args hash and round-trip.
 DISTANCE_METRICS = ("cosine_distance", "euclidean", "manhattan")
 
@@ -90,9 +92,14 @@ class TrainingArguments:
     metric_for_best_model: str | None = "embedding_loss"
     greater_is_better: bool = False
     preset: str | None = None
+    loss_params: dict[str, Any] | None = None
     _loss_class: type = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise _err("preset", f"one of {list(PRESETS)}", self.preset)
+        if self.preset == "fast":
+            self._apply_fast_preset()
         self.batch_size = _pair("batch_size", self.batch_size, _is_pos_int, "positive ints")
         self.num_epochs = _pair("num_epochs", self.num_epochs, _is_pos_int, "positive ints")
         self.body_learning_rate = tuple(
@@ -106,6 +113,19 @@ class TrainingArguments:
             self.eval_strategy = "steps"  # setfit/transformers: eval_steps implies step-wise evaluation
         if self.eval_strategy == "steps" and not self.eval_steps:
             self.eval_steps = self.logging_steps
+
+    def _apply_fast_preset(self) -> None:
+        """`preset="fast"`: SupCon over label-balanced batches, few steps. Fields left at their
+        setfit defaults take the preset's values; fields the caller set keep theirs."""
+        setfit_defaults = {"loss": "CosineSimilarityLoss", "batch_size": (16, 2), "body_learning_rate": (2e-5, 1e-5),
+                           "loss_params": None}
+        fast = {"loss": "SupConLoss", "batch_size": (FAST_BATCH_TEXTS, 2), "body_learning_rate": (3e-5, 1e-5),
+                "loss_params": {"temperature": 0.1}}
+        for name, default in setfit_defaults.items():
+            value = getattr(self, name)
+            value = tuple(value) if isinstance(value, list) else value
+            if value == default or (name == "loss" and getattr(value, "__name__", None) == default):
+                setattr(self, name, fast[name])
 
     def _validate_scalars(self) -> None:
         if not _is_pos_number(self.head_learning_rate):
@@ -132,6 +152,8 @@ class TrainingArguments:
         for name in ("logging_steps", "save_steps"):
             if not _is_pos_int(getattr(self, name)):
                 raise _err(name, "a positive int", getattr(self, name))
+        if self.loss_params is not None and not isinstance(self.loss_params, dict):
+            raise _err("loss_params", "None or a dict of the loss's constructor arguments", self.loss_params)
         for name in ("end_to_end", "use_amp", "show_progress_bar", "load_best_model_at_end"):
             if not isinstance(getattr(self, name), bool):
                 raise _err(name, "True or False", getattr(self, name))
@@ -143,7 +165,6 @@ class TrainingArguments:
             "logging_strategy": INTERVAL_STRATEGIES,
             "eval_strategy": INTERVAL_STRATEGIES,
             "save_strategy": INTERVAL_STRATEGIES,
-            "preset": PRESETS,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)

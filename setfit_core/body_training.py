@@ -25,6 +25,8 @@ from setfit_core.batching import MAX_ROWS, SPLIT_COST_TOKENS, Step, TokenCache, 
 from setfit_core.losses import build_loss
 from setfit_core.sampling import (
     PairPlan,
+    balanced_per_label,
+    iter_balanced_batches,
     group_steps_per_epoch,
     iter_group_batches,
     iter_pair_batches,
@@ -39,6 +41,8 @@ logger = logging.getLogger(__name__)
 # progress(step, total_steps, loss) is called after every optimizer step.
 # Encode each distinct text of a batch once (see the module docstring); False only for A/B measurements.
 DEDUPLICATE_TEXTS = True
+# The fast preset's length (tuned on sst2/emotion 8- and 64-shot, see README "fast preset").
+FAST_EPOCHS, FAST_MIN_STEPS, FAST_MAX_STEPS = 25.0, 30, 240
 # On a GPU, reading the loss back every step would stall the host; it is read every this many steps.
 CUDA_LOSS_READ_EVERY = 20
 ProgressFn = Callable[[int, int, float], None]
@@ -78,9 +82,18 @@ def _plan_batches(
         total = pair_steps_per_epoch(len(plan), bs) * epochs
         batches = iter_pair_batches(plan, bs, epochs, args.seed)
         return _Batches(kind, min(total, max_steps) if max_steps > 0 else total, batches, len(plan))
+    if args.preset == "fast":
+        per_label = balanced_per_label(label_ids, bs)
+        total = max_steps if max_steps > 0 else fast_steps(len(label_ids), per_label * len(np.unique(label_ids)))
+        return _Batches(kind, total, iter_balanced_batches(label_ids, per_label, total, args.seed))
     total = group_steps_per_epoch(label_ids, bs, args.samples_per_label) * epochs
     batches = iter_group_batches(label_ids, bs, epochs, args.seed, args.samples_per_label)
     return _Batches(kind, min(total, max_steps) if max_steps > 0 else total, batches)
+
+
+def fast_steps(num_texts: int, batch_texts: int) -> int:
+    """Steps of the fast preset: FAST_EPOCHS passes over the data, within [FAST_MIN_STEPS, FAST_MAX_STEPS]."""
+    return int(min(FAST_MAX_STEPS, max(FAST_MIN_STEPS, round(FAST_EPOCHS * num_texts / batch_texts))))
 
 
 def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -129,7 +142,7 @@ def train_body(
     generated and stored by an earlier pipeline stage.
     """
     set_seed(args.seed)
-    loss_fn = build_loss(args.loss, margin=args.margin, distance_metric=args.distance_metric).to(body.device)
+    loss_fn = build_loss(args.loss, args.margin, args.distance_metric, args.loss_params).to(body.device)
     batches = _plan_batches(np.asarray(label_ids), args, loss_fn.kind, args.max_steps, pairs)
     total = batches.total_steps
     cache = TokenCache(body, texts, max_length_of(body, args.max_length))

@@ -141,3 +141,28 @@ def group_steps_per_epoch(labels: np.ndarray, batch_size: int, samples_per_label
     labels = np.asarray(labels)
     usable = sum(c - c % samples_per_label for c in np.unique(labels, return_counts=True)[1])
     return max(1, -(-usable // batch_size))
+
+
+def balanced_per_label(labels: np.ndarray, batch_texts: int) -> int:
+    """Examples per label in a label-balanced batch of about `batch_texts` texts (2 at least)."""
+    classes, counts = np.unique(labels, return_counts=True)
+    return int(max(2, min(counts.max(), batch_texts // len(classes))))
+
+
+def iter_balanced_batches(labels: np.ndarray, per_label: int, num_steps: int, seed: int) -> Iterator[np.ndarray]:
+    """`num_steps` batches that each hold `per_label` examples of every label (fewer if a label has
+    fewer), cycling through each label's examples in a fresh shuffled order. Every batch covers every
+    label, so in-batch contrastive losses always see all classes, however many there are."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError("label-balanced batches need single-label data")
+    rng = np.random.default_rng([seed, 3])
+    members = [np.flatnonzero(labels == lab) for lab in np.unique(labels)]
+    streams = [_cycle(m, rng) for m in members]
+    for _ in range(num_steps):
+        yield np.concatenate([[next(stream) for _ in range(min(per_label, len(m)))] for stream, m in zip(streams, members)])
+
+
+def _cycle(items: np.ndarray, rng: np.random.Generator) -> Iterator[int]:
+    while True:
+        yield from rng.permutation(items).tolist()

@@ -120,19 +120,28 @@ def build_loss(
     loss: str | type | nn.Module,
     margin: float = 0.25,
     distance_metric: str | Callable[..., Any] = "cosine_distance",
+    params: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Instantiate ``resolve_loss(loss)`` the way setfit 1.2.0's trainer does.
 
     Defaults are setfit's ``TrainingArguments`` (``margin=0.25``, cosine distance). Pair losses and SupConLoss get
     their own defaults (margin/distance_metric ignored); BatchHardSoftMarginTripletLoss gets ``distance_metric``
     only; the other triplet losses get both. A custom group loss receives whichever of the two its constructor
-    accepts. An already-built instance of our losses is returned unchanged.
+    accepts. ``params`` (``TrainingArguments.loss_params``) override constructor arguments by name. An
+    already-built instance of our losses is returned unchanged.
     """
     if isinstance(loss, (PairLoss, GroupLoss)):
         return loss
     cls = resolve_loss(loss)
-    if issubclass(cls, PairLoss) or cls is SupConLoss:
-        return cls()
-    offered = {"distance_metric": canonical_distance(distance_metric), "margin": margin}
     accepted = inspect.signature(cls).parameters
-    return cls(**{key: value for key, value in offered.items() if key in accepted})
+    if issubclass(cls, PairLoss) or cls is SupConLoss:
+        offered: dict[str, Any] = {}
+    else:
+        offered = {"distance_metric": canonical_distance(distance_metric), "margin": margin}
+    unknown = sorted(set(params or {}) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"loss_params {unknown} are not parameters of {cls.__name__}; it accepts {sorted(accepted)}"
+        )
+    kwargs = {key: value for key, value in offered.items() if key in accepted}
+    return cls(**{**kwargs, **(params or {})})

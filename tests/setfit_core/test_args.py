@@ -103,3 +103,19 @@ def test_unknown_field_names_the_closest():
 def test_eval_steps_imply_step_evaluation():
     args = TrainingArguments(eval_steps=5)
     assert args.eval_strategy == "steps"
+
+
+def test_fast_preset_fills_fields_left_at_setfit_defaults():
+    args = TrainingArguments(preset="fast")
+    assert args.loss is SupConLoss and args.loss_params == {"temperature": 0.1}
+    assert args.embedding_batch_size == 64 and args.body_embedding_learning_rate == 3e-5
+    mine = TrainingArguments(preset="fast", batch_size=(32, 4), body_learning_rate=1e-5)
+    assert mine.batch_size == (32, 4) and mine.body_learning_rate == (1e-5, 1e-5)
+    assert TrainingArguments.from_dict(args.to_dict()) == args
+
+
+def test_unknown_preset_and_bad_loss_params():
+    with pytest.raises(ValueError, match=r"'preset' must be one of \[None, 'fast'\]; got 'quick'"):
+        TrainingArguments(preset="quick")
+    with pytest.raises(ValueError, match=r"'loss_params' must be None or a dict"):
+        TrainingArguments(loss_params=3)

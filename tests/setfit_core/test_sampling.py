@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from setfit_core.sampling import iter_group_batches, iter_pair_batches, make_pairs
+from setfit_core.sampling import iter_balanced_batches, iter_group_batches, iter_pair_batches, make_pairs
 
 
 def labels_for(classes: int, per_class: int) -> np.ndarray:
@@ -112,3 +112,18 @@ def test_group_batches_put_pairs_of_a_label_together():
     for batch in batches:
         for start in range(0, len(batch), 2):
             assert labels[batch[start]] == labels[batch[start + 1]]
+
+
+def test_balanced_batches_cover_every_label_each_step():
+    from setfit_core.sampling import balanced_per_label
+
+    labels = np.repeat(np.arange(6), [8, 8, 8, 8, 8, 3])
+    per_label = balanced_per_label(labels, 64)
+    assert per_label == 8
+    batches = list(iter_balanced_batches(labels, per_label, num_steps=5, seed=0))
+    assert len(batches) == 5
+    for batch in batches:
+        counts = np.bincount(labels[batch], minlength=6)
+        assert counts.tolist() == [8, 8, 8, 8, 8, 3]
+    again = list(iter_balanced_batches(labels, per_label, num_steps=5, seed=0))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))

@@ -147,3 +147,19 @@ def test_train_rejects_stray_keyword_arguments(model, tiny_data, tiny_args):
     trainer = Trainer(model, tiny_args, train_dataset=tiny_data)
     with pytest.raises(TypeError, match=r"unexpected arguments \['num_epochs'\]; put them in TrainingArguments"):
         trainer.train(num_epochs=3)
+
+
+def test_fast_preset_trains_on_balanced_batches(model, tiny_data, tiny_args):
+    args = tiny_args.replace(preset="fast")
+    assert args.loss is SupConLoss
+    trainer = Trainer(model, TrainingArguments(preset="fast", show_progress_bar=False, save_strategy="no", seed=0),
+                      train_dataset=tiny_data, eval_dataset=tiny_data)
+    trainer.train()
+    assert trainer.body_result.steps == 30  # FAST_MIN_STEPS for 16 texts
+    assert "accuracy" in trainer.evaluate()
+
+
+def test_unknown_loss_params_fail_before_training(model, tiny_data):
+    args = TrainingArguments(loss="SupConLoss", loss_params={"temp": 0.1}, show_progress_bar=False)
+    with pytest.raises(ValueError, match=r"loss_params \['temp'\] are not parameters of SupConLoss"):
+        Trainer(model, args, train_dataset=tiny_data).train()
