@@ -16,7 +16,8 @@ from typing import Any
 
 from setfit_core.losses import LOSSES, resolve_loss
 
-SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique")
+SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique", "label_balanced")
+PAIR_SAMPLING_STRATEGIES = SAMPLING_STRATEGIES[:3]
 INTERVAL_STRATEGIES = ("no", "steps", "epoch")
 PRESETS = (None, "fast")
 # The fast preset's batch: about this many texts, spread evenly over the labels (2 per label at least).
@@ -109,6 +110,11 @@ class TrainingArguments:
         self._validate_choices()
         self._loss_class = resolve_loss(self.loss)
         self.loss = self._loss_class
+        if self.sampling_strategy == "label_balanced" and getattr(self._loss_class, "kind", None) != "group":
+            raise ValueError(
+                f"'sampling_strategy' 'label_balanced' makes in-batch batches for SupConLoss or a batch triplet loss; "
+                f"got loss {self.loss_name!r}. Use one of {list(PAIR_SAMPLING_STRATEGIES)} with a pair loss"
+            )
         if self.eval_steps is not None and self.eval_strategy == "no":
             self.eval_strategy = "steps"  # setfit/transformers: eval_steps implies step-wise evaluation
         if self.eval_strategy == "steps" and not self.eval_steps:
@@ -118,14 +124,17 @@ class TrainingArguments:
         """`preset="fast"`: SupCon over label-balanced batches, few steps. Fields left at their
         setfit defaults take the preset's values; fields the caller set keep theirs."""
         setfit_defaults = {"loss": "CosineSimilarityLoss", "batch_size": (16, 2), "body_learning_rate": (2e-5, 1e-5),
-                           "loss_params": None}
+                           "loss_params": None, "sampling_strategy": "oversampling"}
         fast = {"loss": "SupConLoss", "batch_size": (FAST_BATCH_TEXTS, 2), "body_learning_rate": (3e-5, 1e-5),
-                "loss_params": {"temperature": 0.1}}
+                "loss_params": {"temperature": 0.1}, "sampling_strategy": "label_balanced"}
         for name, default in setfit_defaults.items():
             value = getattr(self, name)
             value = tuple(value) if isinstance(value, list) else value
             if value == default or (name == "loss" and getattr(value, "__name__", None) == default):
                 setattr(self, name, fast[name])
+        # The preset is shorthand: once expanded, the fields say everything, so to_dict()/from_dict()
+        # round-trip exactly and re-applying can never change a value the caller chose.
+        self.preset = None
 
     def _validate_scalars(self) -> None:
         if not _is_pos_number(self.head_learning_rate):

@@ -82,7 +82,7 @@ def _plan_batches(
         total = pair_steps_per_epoch(len(plan), bs) * epochs
         batches = iter_pair_batches(plan, bs, epochs, args.seed)
         return _Batches(kind, min(total, max_steps) if max_steps > 0 else total, batches, len(plan))
-    if args.preset == "fast":
+    if args.sampling_strategy == "label_balanced":
         per_label = balanced_per_label(label_ids, bs)
         total = max_steps if max_steps > 0 else fast_steps(len(label_ids), per_label * len(np.unique(label_ids)))
         return _Batches(kind, total, iter_balanced_batches(label_ids, per_label, total, args.seed))

@@ -55,20 +55,44 @@ def save_model(model, save_directory: str, setfit_compatible: bool = False) -> N
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.model_body.save(str(directory))
-    config: dict[str, Any] = {"normalize_embeddings": model.normalize_embeddings, "labels": model.labels}
-    if isinstance(model.model_head, SetFitHead):
-        state = {k: v.detach().cpu().contiguous() for k, v in model.model_head.state_dict().items()}
+    save_head(
+        model.model_head,
+        directory,
+        normalize_embeddings=model.normalize_embeddings,
+        labels=model.labels,
+        multi_target_strategy=model.multi_target_strategy,
+        setfit_compatible=setfit_compatible,
+    )
+
+
+def save_head(
+    head,
+    directory: str | os.PathLike,
+    *,
+    normalize_embeddings: bool = False,
+    labels: list[Any] | None = None,
+    multi_target_strategy: str | None = None,
+    setfit_compatible: bool = False,
+) -> None:
+    """The head half of a model directory: head files + `config_setfit.json`, no body.
+
+    Beside the files of a saved sentence-transformers body they make a complete model directory
+    (the pipeline's head stage writes them without ever loading the body).
+    """
+    directory = Path(directory)
+    config: dict[str, Any] = {"normalize_embeddings": normalize_embeddings, "labels": labels}
+    if isinstance(head, SetFitHead):
+        state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
         save_file(state, str(directory / TORCH_HEAD_FILE))
-        head_config = {"type": "differentiable", **model.model_head.get_config_dict()}
+        head_config = {"type": "differentiable", **head.get_config_dict()}
     else:
-        save_sklearn_head(model.model_head, directory)
+        save_sklearn_head(head, directory)
         head_config = {"type": "sklearn"}
     if setfit_compatible:
         # setfit 1.x passes every config key to its model constructor, which rejects unknown ones.
-        save_pickle_head(_setfit_head_object(model.model_head), directory)
+        save_pickle_head(_setfit_head_object(head), directory)
     else:
-        config.update(multi_target_strategy=model.multi_target_strategy, head=head_config,
-                      format_version=FORMAT_VERSION)
+        config.update(multi_target_strategy=multi_target_strategy, head=head_config, format_version=FORMAT_VERSION)
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 

@@ -30,6 +30,25 @@ def build_sklearn_head(head_params: dict[str, Any], multi_target_strategy: str |
     return wrappers[multi_target_strategy](clf) if multi_target_strategy else clf
 
 
+def build_differentiable_head(
+    head_params: dict[str, Any],
+    in_features: int,
+    num_classes: int,
+    multitarget: bool = False,
+    device: str | torch.device | None = None,
+) -> SetFitHead:
+    """A new `SetFitHead` with one output per class (`out_features` in `head_params`, if given, must match)."""
+    out = head_params.get("out_features", num_classes)
+    if out != num_classes:
+        raise ValueError(
+            f"head_params['out_features'] is {out!r} but the training data has {num_classes} classes; "
+            f"set out_features={num_classes} or leave it out to infer it"
+        )
+    params = {k: v for k, v in head_params.items() if k not in ("out_features", "in_features", "device")}
+    return SetFitHead(in_features=in_features, out_features=num_classes, multitarget=multitarget, device=device,
+                      **params)
+
+
 def _check_strategy(multi_target_strategy: str | None, differentiable: bool) -> None:
     if multi_target_strategy is not None and multi_target_strategy not in MULTI_TARGET_STRATEGIES:
         raise ValueError(
@@ -120,19 +139,12 @@ class SetFitModel:
         )
 
     def new_differentiable_head(self, num_classes: int) -> SetFitHead:
-        out = self.head_params.get("out_features", num_classes)
-        if out != num_classes:
-            raise ValueError(
-                f"head_params['out_features'] is {out!r} but the training data has {num_classes} classes; "
-                f"set out_features={num_classes} or leave it out to infer it"
-            )
-        params = {k: v for k, v in self.head_params.items() if k not in ("out_features", "in_features", "device")}
-        return SetFitHead(
+        return build_differentiable_head(
+            self.head_params,
             in_features=embedding_dimension(self.model_body),
-            out_features=num_classes,
+            num_classes=num_classes,
             multitarget=self.multi_target_strategy is not None,
             device=self.device,
-            **params,
         )
 
     # ---- properties -----------------------------------------------------------------------------

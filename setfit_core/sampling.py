@@ -59,7 +59,8 @@ def pair_counts(
         m = max(num_positive, num_negative)
         return m, m
     raise ValueError(
-        f"'sampling_strategy' must be one of ['oversampling', 'undersampling', 'unique']; got {sampling_strategy!r}"
+        f"'sampling_strategy' for pairs must be one of ['oversampling', 'undersampling', 'unique']; "
+        f"got {sampling_strategy!r}"
     )
 
 

@@ -1,8 +1,12 @@
-"""Shared fixtures: offline settings, a tiny sentence-transformers model, demo and real data."""
+"""Shared fixtures: offline settings, a tiny sentence-transformers model, demo and real data, a loopback S3."""
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BUCKET = "setfit-artifacts"
 
 
 def shared_dataset(name: str) -> Path:
@@ -86,3 +91,118 @@ def tiny_args():
 
     return TrainingArguments(num_iterations=2, show_progress_bar=False, seed=0, num_epochs=(1, 2),
                              save_strategy="no")
+
+
+TINY_SPLITS = {
+    "train": {
+        "text": ["good movie", "great film", "nice plot", "i love it", "very good actor", "so happy", "fine film",
+                 "great", "bad movie", "awful film", "poor plot", "i hate it", "very bad actor", "so sad",
+                 "terrible film", "awful"],
+        "label": ["positive"] * 8 + ["negative"] * 8,
+    },
+    "eval": {
+        "text": ["good film", "bad film", "great movie", "awful movie", "i love this film", "i hate this movie",
+                 "very nice plot", "very poor plot"],
+        "label": ["positive", "negative"] * 4,
+    },
+    "test": {
+        "text": ["so good", "so bad", "a great actor", "a terrible actor", "happy", "sad"],
+        "label": ["positive", "negative"] * 3,
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_splits(tmp_path_factory) -> dict[str, str]:
+    """Paths of tiny sentiment splits (string labels) as Parquet: {"train": ..., "eval": ..., "test": ...}."""
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("tiny_splits")
+    paths = {}
+    for name, columns in TINY_SPLITS.items():
+        paths[name] = str(root / f"{name}.parquet")
+        pd.DataFrame(columns).to_parquet(paths[name], index=False)
+    return paths
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """{relative path: (mtime_ns, size, sha256)} of every file under `root`: proof that nothing was touched."""
+    from setfit_core.artifacts import sha256_file
+
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size, sha256_file(p))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def single_torch_thread():
+    """torch on one thread while the fixture is active.
+
+    Tiny-model steps take milliseconds; with two intra-op threads on a 2-core machine that is busy
+    with anything else (a Prefect API server, a benchmark) the threads spin-wait on each other and a
+    step takes ~100x longer (measured: 6.5 s vs 0.14 s for the tiny pipeline's body stage).
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch) -> Path:
+    """XDG_CACHE_HOME under tmp_path: the pipeline's caches (model identity, S3 copies) stay out of ~/.cache."""
+    path = tmp_path / "cache-home"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """An S3 API on 127.0.0.1; yields its endpoint URL, found only via AWS_* env vars."""
+    s3fs = pytest.importorskip("s3fs")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        _, port = server.get_host_and_port()  # moto 5.x: the port the OS bound for port=0
+    except (AttributeError, AssertionError):
+        server.stop()
+        port = _free_port()  # older moto: pick a port ourselves
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as mp:
+        # One INFO line per request from moto's werkzeug would bury real failure output.
+        mp.setattr(logging.getLogger("werkzeug"), "level", logging.WARNING)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_ENDPOINT_URL", endpoint)
+        # Credentials from ~/.aws or a real token must not leak into tests.
+        mp.delenv("AWS_SESSION_TOKEN", raising=False)
+        mp.delenv("AWS_PROFILE", raising=False)
+        s3fs.S3FileSystem.clear_instance_cache()
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir(BUCKET)
+        try:
+            yield endpoint
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()
+            server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def s3_root(s3_server: str) -> str:
+    """A fresh prefix in the shared bucket, so tests never see each other's stages."""
+    return f"s3://{BUCKET}/{uuid.uuid4().hex}"

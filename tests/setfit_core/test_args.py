@@ -79,7 +79,7 @@ def test_loss_by_name_and_sentence_transformers_class():
         ({"head_learning_rate": 0}, r"'head_learning_rate' must be a positive number; got 0"),
         ({"warmup_proportion": 1.5}, r"'warmup_proportion' must be a number in \[0, 1\]; got 1.5"),
         ({"l2_weight": -0.1}, r"'l2_weight' must be a number >= 0"),
-        ({"sampling_strategy": "random"}, r"'sampling_strategy' must be one of \['oversampling', 'undersampling', 'unique'\]; got 'random'"),
+        ({"sampling_strategy": "random"}, r"'sampling_strategy' must be one of \['oversampling', 'undersampling', 'unique', 'label_balanced'\]; got 'random'"),
         ({"num_iterations": 0}, r"'num_iterations' must be None or a positive int; got 0"),
         ({"max_steps": 0}, r"'max_steps' must be -1 \(no limit\) or a positive int; got 0"),
         ({"max_length": 0}, r"'max_length' must be None"),
@@ -119,3 +119,10 @@ def test_unknown_preset_and_bad_loss_params():
         TrainingArguments(preset="quick")
     with pytest.raises(ValueError, match=r"'loss_params' must be None or a dict"):
         TrainingArguments(loss_params=3)
+
+
+def test_label_balanced_sampling_needs_a_group_loss():
+    with pytest.raises(ValueError, match=r"'sampling_strategy' 'label_balanced' makes in-batch batches for SupConLoss"):
+        TrainingArguments(sampling_strategy="label_balanced")
+    assert TrainingArguments(preset="fast").sampling_strategy == "label_balanced"
+    assert TrainingArguments(preset="fast").preset is None  # expanded into the fields above

@@ -1,0 +1,167 @@
+"""Batch prediction: texts from Parquet / CSV / JSONL (local or ``s3://``) to a Parquet of predictions.
+
+Output columns: ``text``, ``predicted_label`` (the class name when the model knows names, else the
+class id), ``predicted_id`` and ``probabilities`` (fixed-size list<float32>, one per class). Parquet
+input is streamed one batch at a time; rows are written as one row group per batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from setfit_core.artifacts import ArtifactStore
+from setfit_core.modeling import SetFitModel
+from setfit_core.pipeline.data_io import read_columns, url_to_fs
+from setfit_core.pipeline.results import ProgressFn
+
+_STAGE_URI = re.compile(r"^(?P<root>.+)/model/(?P<key>[0-9a-f]{64})/?$")
+
+
+@contextlib.contextmanager
+def fetch_model(model: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """A local directory holding `model`: a local path, a hub id, or an ``s3://`` directory.
+
+    A pipeline ``model`` stage (``<root>/model/<key>``) is verified against its manifest first.
+    """
+    match = _STAGE_URI.match(str(model))
+    if match and _exists(f"{model.rstrip('/')}/manifest.json", storage_options):
+        store = ArtifactStore(match["root"], storage_options=dict(storage_options or {}))
+        yield str(store.local_path("model", match["key"]))
+        return
+    if not str(model).startswith("s3://"):
+        yield model
+        return
+    fs, path = url_to_fs(model, storage_options)
+    with tempfile.TemporaryDirectory(prefix="setfit-model-") as tmp:
+        fs.get(f"{path.rstrip('/')}/", tmp, recursive=True)
+        yield tmp
+
+
+def _exists(uri: str, storage_options: Mapping[str, Any] | None) -> bool:
+    fs, path = url_to_fs(uri, storage_options)
+    return fs.exists(path)
+
+
+def iter_texts(uri: str, text_column: str, rows: int, storage_options: Mapping[str, Any] | None) -> Iterator[list]:
+    """Lists of texts, `rows` at a time; Parquet is streamed, CSV / JSONL are read whole."""
+    if PurePosixPath(uri).suffix.lower() in (".parquet", ".pq"):
+        fs, path = url_to_fs(uri, storage_options)
+        if not fs.exists(path):
+            raise FileNotFoundError(f"input_data {uri!r} does not exist")
+        with fs.open(path, "rb") as fileobj:
+            parquet = pq.ParquetFile(fileobj)
+            _check_column(parquet.schema_arrow.names, text_column, uri)
+            for batch in parquet.iter_batches(batch_size=rows, columns=[text_column]):
+                yield batch.column(0).to_pylist()
+        return
+    columns = read_columns(uri, "input_data", storage_options)
+    _check_column(list(columns), text_column, uri)
+    texts = columns[text_column]
+    for start in range(0, len(texts), rows):
+        yield texts[start : start + rows]
+
+
+def _check_column(names: list[str], text_column: str, uri: str) -> None:
+    if text_column not in names:
+        raise ValueError(f"input_data {uri!r} has no column {text_column!r}; found {names}. Pass text_column=...")
+
+
+def _check_texts(texts: list, offset: int, uri: str) -> None:
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"input_data {uri!r} row {offset + i} is {text!r}; every text must be a string")
+
+
+def _predictions(model: SetFitModel, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(class ids, probabilities): one encoding pass, the class is the most probable one."""
+    probs = np.asarray(model.predict_proba(texts, batch_size=batch_size, as_numpy=True), dtype=np.float32)
+    ids = probs.argmax(axis=1)
+    classes = getattr(model.model_head, "classes_", None)  # scikit-learn columns follow classes_
+    return (np.asarray(classes)[ids] if classes is not None else ids).astype(np.int64), probs
+
+
+def predict_to_parquet(
+    model: str,
+    input_data: str,
+    output_data: str,
+    text_column: str = "text",
+    batch_size: int = 64,
+    rows_per_group: int = 4096,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Predict every text of `input_data` with `model`; returns rows, seconds and the output URI."""
+    started = time.perf_counter()
+    with fetch_model(model, storage_options) as location:
+        loaded = SetFitModel.from_pretrained(location, device=device)
+        if loaded.multi_label:
+            raise ValueError(f"model {model!r} is multi-label; batch prediction supports single-label models")
+        fs, path = url_to_fs(output_data, storage_options)
+        rows = _write_predictions(loaded, iter_texts(input_data, text_column, rows_per_group, storage_options),
+                                  fs, path, batch_size, input_data, progress)
+    return {"output_data": output_data, "rows": rows, "seconds": time.perf_counter() - started}
+
+
+def _write_predictions(model, batches, fs, path: str, batch_size: int, uri: str, progress: ProgressFn | None) -> int:
+    local = "file" in fs.protocol
+    # Local output is written beside the target and renamed; an S3 upload is aborted on failure.
+    # Either way a failed run leaves no half-written output.
+    tmp = f"{path}.tmp-{os.getpid()}" if local else path
+    if local:
+        fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
+    fileobj = fs.open(tmp, "wb")
+    try:
+        rows = _write_rows(model, batches, fileobj, batch_size, uri, progress)
+    except BaseException:
+        if local:
+            fileobj.close()
+            fs.rm(tmp)
+        else:
+            fileobj.discard()
+        raise
+    fileobj.close()
+    if local:
+        fs.mv(tmp, path)
+    return rows
+
+
+def _write_rows(model, batches, fileobj, batch_size: int, uri: str, progress: ProgressFn | None) -> int:
+    writer, rows = None, 0
+    try:
+        for texts in batches:
+            _check_texts(texts, rows, uri)
+            ids, probs = _predictions(model, texts, batch_size)
+            table = _table(model, texts, ids, probs)
+            writer = writer or pq.ParquetWriter(fileobj, table.schema)
+            writer.write_table(table)
+            rows += len(texts)
+            if progress is not None:
+                progress(rows, rows, f"predicted {rows} rows")
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"input_data {uri!r} has no rows to predict")
+    return rows
+
+
+def _table(model: SetFitModel, texts: list[str], ids: np.ndarray, probs: np.ndarray) -> pa.Table:
+    labels = [model.labels[i] for i in ids] if model.labels is not None else ids
+    return pa.table({
+        "text": pa.array(texts, pa.string()),
+        "predicted_label": pa.array(labels),
+        "predicted_id": pa.array(ids, pa.int64()),
+        "probabilities": pa.FixedSizeListArray.from_arrays(pa.array(probs.reshape(-1), pa.float32()), probs.shape[1]),
+    })

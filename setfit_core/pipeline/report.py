@@ -1,0 +1,77 @@
+"""Run reports rendered from stage results (plain dicts, as `StageResult.to_dict` gives them).
+
+The same rows feed the Prefect UI artifacts (markdown summary, metrics table) and the text table
+`make demo` prints, so what a user sees in the terminal and in the UI cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+KEY_PREFIX = 12
+
+
+def stage_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per stage: stage, status, seconds, key prefix, uri."""
+    return [
+        {"stage": stage, "status": r["status"], "seconds": round(float(r["seconds"]), 2),
+         "key": r["key"][:KEY_PREFIX], "uri": r["uri"]}
+        for stage, r in results.items()
+    ]
+
+
+def metric_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per split: an "(all)" row with accuracy / macro-F1 / the metric asked for, then one row per class."""
+    rows = []
+    for split, report in metrics.items():
+        name = report.get("metric")
+        overall = {"split": split, "class": "(all)", "accuracy": _r(report["accuracy"]),
+                   "macro_f1": _r(report["macro_f1"]), "rows": report.get("rows")}
+        if name and name not in overall and isinstance(report.get(name), (int, float)):
+            overall[name] = _r(report[name])
+        rows.append(overall)
+        for label, scores in report["per_class"].items():
+            rows.append({"split": split, "class": label, "precision": _r(scores["precision"]),
+                         "recall": _r(scores["recall"]), "f1": _r(scores["f1"]), "support": scores["support"]})
+    return rows
+
+
+def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], model_uri: str | None) -> str:
+    rows = stage_rows(results)
+    reused = sum(r["status"] == "reused" for r in rows)
+    lines = [
+        f"# SetFit pipeline: {dataset}",
+        "",
+        f"{len(rows)} stages, {reused} reused, {len(rows) - reused} computed, "
+        f"{sum(r['seconds'] for r in rows):.1f} s in stages.",
+        "",
+        "| stage | status | seconds | key | uri |",
+        "|---|---|---:|---|---|",
+        *(f"| {r['stage']} | {r['status']} | {r['seconds']:.2f} | `{r['key']}` | `{r['uri']}` |" for r in rows),
+    ]
+    evaluation = results.get("evaluation")
+    if evaluation:
+        lines += ["", "| split | accuracy | macro-F1 |", "|---|---:|---:|"]
+        lines += [f"| {split} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |"
+                  for split, m in evaluation["metrics"].items()]
+    if model_uri:
+        lines += ["", f"Model: `{model_uri}` (load with `setfit_core.SetFitModel.from_pretrained`)."]
+    return "\n".join(lines) + "\n"
+
+
+def text_table(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width table for terminals."""
+    if not rows:
+        return ""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    pad = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()  # noqa: E731
+    lines = [pad(columns), pad(["-" * w for w in widths])]
+    lines += [pad(r) for r in cells]
+    return "\n".join(lines)
+
+
+def _r(value: Any) -> Any:
+    return round(float(value), 4) if isinstance(value, (int, float)) else value

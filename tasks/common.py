@@ -1,0 +1,81 @@
+"""What every stage task shares: the run logger, the `PipelineRun` it works on, and UI artifacts."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import create_link_artifact, create_progress_artifact, update_progress_artifact
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import MissingContextError
+
+from setfit_core.pipeline import PipelineJob, PipelineRun, StageResult
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """Prefect's run logger; a plain logger when a task body runs outside a run (`task.fn(...)` in tests)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("tasks")
+
+
+def in_run() -> bool:
+    """UI artifacts belong to a run; a task body called directly (`task.fn`) creates none."""
+    return TaskRunContext.get() is not None or FlowRunContext.get() is not None
+
+
+def pipeline_run(job: dict[str, Any], plan: dict[str, Any]) -> PipelineRun:
+    """The library run for a job, pinned to the data hashes and keys the planning task saw."""
+    return PipelineRun(PipelineJob.from_dict(job), pinned=plan)
+
+
+def parent_keys(run: PipelineRun, stage: str, *results: dict[str, Any]) -> dict[str, str]:
+    """Keys of the given upstream results that `stage` reads (the flow passes them for lineage)."""
+    parents = run.plan[stage].parents
+    return {r["stage"]: r["key"] for r in results if r["stage"] in parents}
+
+
+class ProgressArtifact:
+    """A Prefect progress artifact fed by a library `ProgressFn`.
+
+    Created on the first update, so a reused stage makes no API call; then at most one update per
+    `every` seconds (thousands of updates would stall the local SQLite API on 2 cores).
+    """
+
+    def __init__(self, stage: str, key: str, every: float = 1.0) -> None:
+        self.stage, self.key, self.every = stage, key, every
+        self.last = 0.0
+        self.id = None
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        if not in_run() or (done < total and now - self.last < self.every):
+            return
+        self.last = now
+        progress, description = 100.0 * done / max(1, total), f"{self.stage} {self.key[:12]}: {message}"
+        if self.id is None:
+            self.id = create_progress_artifact(progress, description=description)
+        else:
+            update_progress_artifact(self.id, progress, description=description)
+
+    def finish(self, status: str) -> None:
+        if self.id is not None:
+            update_progress_artifact(self.id, 100.0, description=f"{self.stage} {self.key[:12]}: {status}")
+
+
+def finish_stage(result: StageResult, dataset: str) -> dict[str, Any]:
+    """Log the outcome, link the stage's files in the UI, and return the plain result dict."""
+    run_logger().info("%s %s: %s in %.2f s at %s", result.stage, result.key[:12], result.status, result.seconds,
+                      result.uri)
+    if not in_run():
+        return result.to_dict()
+    create_link_artifact(
+        link=result.uri if "://" in result.uri else f"file://{result.uri}",
+        link_text=f"{result.stage} {result.key[:12]} ({result.status})",
+        key=f"setfit-{dataset}-{result.stage}",
+        description=f"Stage directory of {result.stage} for {dataset}; manifest.json lists its files and sha256.",
+    )
+    return result.to_dict()

@@ -1,0 +1,134 @@
+"""`train_pipeline` under a temporary Prefect API, on the tiny model, locally and on S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+
+from flows.train import train_pipeline
+from setfit_core import SetFitModel
+from setfit_core.artifacts import ArtifactStore
+from setfit_core.pipeline import dataset_label
+from tests.conftest import tree_snapshot
+
+ARGS = {"num_iterations": 2, "seed": 0, "num_epochs": [1, 2], "show_progress_bar": False}
+HEAD_ONLY_RERUN = {"pairs": "reused", "body": "reused", "embeddings": "reused", "head": "computed",
+                   "evaluation": "computed", "model": "computed"}
+
+
+@pytest.fixture
+def train(tiny_model_dir, tiny_splits, tmp_path):
+    """`train(**changes)`: run the flow on the tiny model and splits; returns (result, flow_run_id)."""
+
+    def run(**changes):
+        params = {"train_data": tiny_splits["train"], "eval_data": tiny_splits["eval"],
+                  "artifacts_root": str(tmp_path / "artifacts"), "model": tiny_model_dir, "args": ARGS, **changes}
+        state = train_pipeline(**params, return_state=True)
+        return state.result(), state.state_details.flow_run_id
+
+    return run
+
+
+def statuses(result) -> dict[str, str]:
+    return {stage: r["status"] for stage, r in result["stages"].items()}
+
+
+def test_full_run_then_head_only_rerun(train, tmp_path):
+    first, _ = train()
+    assert set(statuses(first).values()) == {"computed"} and list(first["stages"]) == list(HEAD_ONLY_RERUN)
+    assert set(first["stages"]["body"]) == {"key", "status", "seconds", "uri"}
+    assert 0.0 <= first["metrics"]["eval"]["accuracy"] <= 1.0
+    root = tmp_path / "artifacts"
+    body_files = tree_snapshot(root / "body")
+
+    second, _ = train(head_params={"C": 0.5})
+    assert statuses(second) == HEAD_ONLY_RERUN
+    assert tree_snapshot(root / "body") == body_files, "no file under <root>/body was touched"
+    store = ArtifactStore(root)
+    head = store.find("head", second["stages"]["head"]["key"])
+    assert head.parents == {"embeddings": first["stages"]["embeddings"]["key"]}
+    assert head.config["head_params"] == {"C": 0.5}
+    assert [m.key for m in store.list_stages("body")] == [first["stages"]["body"]["key"]]
+    assert set(second["metrics"]["eval"]) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
+    model = SetFitModel.from_pretrained(second["model_uri"], device="cpu")
+    assert set(model.predict(["good movie", "awful film"])) <= {"positive", "negative"}
+
+
+def test_seed_change_recomputes_the_body_and_eval_change_only_evaluation(train):
+    first, _ = train()
+    reseeded, _ = train(args={**ARGS, "seed": 1})
+    assert set(statuses(reseeded).values()) == {"computed"}
+    assert reseeded["stages"]["body"]["key"] != first["stages"]["body"]["key"]
+    rescored, _ = train(metric="f1")
+    assert {s for s, status in statuses(rescored).items() if status == "computed"} == {"evaluation"}
+    assert "f1" in rescored["metrics"]["eval"]
+
+
+def test_flipped_bytes_in_embeddings_are_detected_and_recomputed(train):
+    first, _ = train()
+    path = Path(first["stages"]["embeddings"]["uri"]) / "embeddings.parquet"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    second, _ = train()
+    assert statuses(second)["embeddings"] == "computed"
+    assert {s for s, status in statuses(second).items() if status == "computed"} == {"embeddings"}, (
+        "same content, same key: the stages downstream of the repaired embeddings are reused"
+    )
+
+
+def test_full_run_and_head_only_rerun_on_s3(train, s3_root, tiny_splits):
+    data = {}
+    for split in ("train", "eval"):  # the data comes from S3 too
+        data[f"{split}_data"] = f"{s3_root}/data/{split}.parquet"
+        with fsspec.open(data[f"{split}_data"], "wb") as f:
+            f.write(Path(tiny_splits[split]).read_bytes())
+    root = f"{s3_root}/artifacts"
+    first, _ = train(artifacts_root=root, **data)
+    assert set(statuses(first).values()) == {"computed"}
+    assert all(r["uri"].startswith(f"{root}/") for r in first["stages"].values())
+    fs, _ = fsspec.core.url_to_fs(root)
+    body_objects = {p: fs.info(p)["ETag"] for p in fs.find(f"{root}/body")}
+
+    second, _ = train(artifacts_root=root, head_params={"C": 0.5}, **data)
+    assert statuses(second) == HEAD_ONLY_RERUN
+    assert {p: fs.info(p)["ETag"] for p in fs.find(f"{root}/body")} == body_objects
+    assert second["model_uri"].startswith(f"{root}/model/")
+
+
+
+def test_bad_input_fails_before_stage_one(train, tmp_path):
+    pd.DataFrame({"sentence": ["a", "b"], "label": [0, 1]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=r"train_data is missing column\(s\) \['text'\].*column_mapping"):
+        train(train_data=str(tmp_path / "bad.parquet"))
+    with pytest.raises(ValueError, match=r"'num_iteration' is not a TrainingArguments field"):
+        train(args={"num_iteration": 2})
+    assert not (tmp_path / "artifacts").exists(), "nothing was written"
+
+
+def test_ui_names_and_artifacts(train, tiny_splits):
+    result, flow_run_id = train(test_data=None)
+    dataset = dataset_label(tiny_splits["train"])  # "<parent directory>-train"
+    keys = {stage: r["key"] for stage, r in result["stages"].items()}
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    assert flow_run.name.startswith(f"train-{dataset}-")
+    names = {run.name for run in task_runs}
+    assert f"plan [{dataset}]" in names and f"body [{dataset}] {keys['body'][:12]}" in names
+    by_key = {a.key: a for a in artifacts if a.key}
+    assert by_key[f"setfit-{dataset}-metrics"].type == "table"
+    summary = by_key[f"setfit-{dataset}-summary"].data
+    assert all(key[:12] in summary for key in keys.values()) and "| computed |" in summary
+    for stage, r in result["stages"].items():  # link artifacts (Prefect stores them as markdown links)
+        assert r["uri"] in by_key[f"setfit-{dataset}-{stage}"].data
+    progress = [a for a in artifacts if a.type == "progress"]
+    assert len(progress) == 2 and all(float(p.data) == 100.0 for p in progress)  # body and embeddings
