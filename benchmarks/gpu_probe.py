@@ -1,0 +1,59 @@
+"""Quick GPU probe: body-phase time and accuracy, setfit_core vs setfit 1.2.0, in one process.
+
+A development tool beside compare_setfit.py (which isolates every run in its own process). Each
+argument is LIB:DATA:SHOTS:SEED[:field=json...], LIB one of ours, oursnd (no text de-duplication),
+ourstf32, fast (preset="fast"), theirs (setfit 1.2.0). Environment: SETFIT_BENCH_MODEL (model dir),
+SETFIT_BENCH_DATA (folder with <name>/{train,test}.parquet). Prints one JSON line per run:
+
+    python benchmarks/gpu_probe.py ours:sst2:64:0 theirs:sst2:64:0 fast:emotion:64:1:max_steps=240
+"""
+import os, sys, time, tempfile, json
+import pandas as pd, torch, numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+MODEL, DATA = os.environ["SETFIT_BENCH_MODEL"], os.environ["SETFIT_BENCH_DATA"]
+
+def sample(name, shots, seed):
+    tr = pd.read_parquet(f"{DATA}/{name}/train.parquet"); te = pd.read_parquet(f"{DATA}/{name}/test.parquet")
+    few = pd.concat([tr[tr.label == l].sample(n=shots, random_state=seed) for l in sorted(tr.label.unique())])
+    return few, te
+
+def ours(few, te, seed, **kw):
+    kw = dict(kw)
+    from setfit_core import SetFitModel, Trainer, TrainingArguments
+    m = SetFitModel.from_pretrained(MODEL, device="cuda")
+    kw.setdefault("num_iterations", None if kw.get("preset") else 20)
+    args = TrainingArguments(seed=seed, show_progress_bar=False, save_strategy="no", **kw)
+    t = Trainer(m, args, train_dataset=few[["text", "label"]])
+    torch.cuda.synchronize(); s = time.perf_counter(); t.train_embeddings(); torch.cuda.synchronize(); body = time.perf_counter() - s
+    t.train_classifier()
+    s = time.perf_counter(); pred = m.predict(te.text.tolist(), batch_size=64, as_numpy=True); pt = time.perf_counter() - s
+    return body, t.body_result.steps, pred, pt
+
+def theirs(few, te, seed):
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from datasets import Dataset
+    m = SetFitModel.from_pretrained(MODEL, device="cuda")
+    args = TrainingArguments(num_iterations=20, seed=seed, show_progress_bar=False, output_dir=tempfile.mkdtemp(), report_to="none", save_strategy="no")
+    t = Trainer(model=m, args=args, train_dataset=Dataset.from_pandas(few[["text", "label"]], preserve_index=False), metric=lambda a, b: {"x": 0})
+    x, y = few.text.tolist(), few.label.tolist()
+    torch.cuda.synchronize(); s = time.perf_counter(); t.train_embeddings(x, y, args=args); torch.cuda.synchronize(); body = time.perf_counter() - s
+    t.train_classifier(x, y, args=args)
+    s = time.perf_counter(); pred = np.asarray(m.predict(te.text.tolist(), batch_size=64, as_numpy=True)); pt = time.perf_counter() - s
+    return body, None, pred, pt
+
+for spec in sys.argv[1:]:
+    lib, name, shots, seed, *extra = spec.split(":")
+    kw = {}
+    for item in extra:
+        k, v = item.split("=")
+        kw[k] = json.loads(v)
+    if lib == "fast":
+        kw["preset"] = "fast"
+    few, te = sample(name, int(shots), int(seed))
+    import setfit_core.body_training as bt
+    bt.DEDUPLICATE_TEXTS = lib != "oursnd"
+    torch.backends.cuda.matmul.allow_tf32 = lib == "ourstf32"
+    body, steps, pred, pt = theirs(few, te, int(seed)) if lib == "theirs" else ours(few, te, int(seed), **kw)
+    print(json.dumps({"lib": lib, "kw": kw, "data": name, "shots": int(shots), "seed": int(seed), "body_s": round(body, 2), "steps": steps,
+                      "acc": round(accuracy_score(te.label, pred), 4), "f1": round(f1_score(te.label, pred, average="macro"), 4),
+                      "predict_tps": round(len(te) / pt)}), flush=True)
