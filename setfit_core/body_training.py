@@ -38,13 +38,13 @@ from setfit_core.tokenization import max_length_of
 
 logger = logging.getLogger(__name__)
 
-# progress(step, total_steps, loss) is called after every optimizer step.
 # Encode each distinct text of a batch once (see the module docstring); False only for A/B measurements.
 DEDUPLICATE_TEXTS = True
 # The fast preset's length (tuned on sst2/emotion 8- and 64-shot, see README "fast preset").
 FAST_EPOCHS, FAST_MIN_STEPS, FAST_MAX_STEPS = 25.0, 30, 240
 # On a GPU, reading the loss back every step would stall the host; it is read every this many steps.
 CUDA_LOSS_READ_EVERY = 20
+# progress(step, total_steps, loss): after every step on CPU, every CUDA_LOSS_READ_EVERY steps on a GPU.
 ProgressFn = Callable[[int, int, float], None]
 
 
