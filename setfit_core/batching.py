@@ -19,9 +19,6 @@ from setfit_core.tokenization import tokenize
 # On CPU one extra forward pass costs about as much as this many padded tokens (measured on MiniLM,
 # 2 cores); on GPU per-launch overhead dominates, so micro-batches only pay off for long texts.
 SPLIT_COST_TOKENS = {"cpu": 48, "cuda": 4096}
-# On CPU a micro-batch holds at most this many texts, so peak memory does not grow with the number of
-# distinct texts a batch happens to hold (5x64 oversampling stays as small as 2x8).
-MAX_ROWS = {"cpu": 16}
 
 
 class TokenCache:
@@ -51,32 +48,26 @@ class TokenCache:
         }
 
 
-def length_buckets(
-    lengths: np.ndarray, split_cost: int, max_rows: int | None = None, max_buckets: int = 4
-) -> list[np.ndarray]:
+def length_buckets(lengths: np.ndarray, split_cost: int, max_buckets: int = 4) -> list[np.ndarray]:
     """Split positions 0..n-1 into groups of similar length minimising padded tokens + split_cost per group.
 
-    Exact dynamic programme over the length-sorted order (n is a batch: tens of texts). `max_rows`
-    caps a group's size, which bounds activation memory whatever the number of distinct texts.
+    Exact dynamic programme over the length-sorted order (n is a batch: tens of texts).
     """
     order = np.argsort(lengths, kind="stable")
     sorted_len = lengths[order]
     n = len(order)
     if n == 0:
         return []
-    if max_rows:
-        max_buckets = max(max_buckets, -(-n // max_rows))
     # best[k][j]: min cost covering the first j sorted items with k groups; a group (i, j] costs (j-i)*len[j-1].
-    best = np.full((max_buckets + 1, n + 1), np.inf)
+    inf = float("inf")
+    best = np.full((max_buckets + 1, n + 1), inf)
     cut = np.zeros((max_buckets + 1, n + 1), dtype=np.int64)
     best[0][0] = 0.0
     for k in range(1, max_buckets + 1):
         for j in range(1, n + 1):
-            start = max(0, j - max_rows) if max_rows else 0
-            i_range = np.arange(start, j)
-            costs = best[k - 1][start:j] + (j - i_range) * sorted_len[j - 1] + split_cost
+            costs = best[k - 1][:j] + (j - np.arange(j)) * sorted_len[j - 1] + split_cost
             i = int(np.argmin(costs))
-            best[k][j], cut[k][j] = costs[i], i_range[i]
+            best[k][j], cut[k][j] = costs[i], i
     k = int(np.argmin(best[:, n]))
     groups, j = [], n
     while k > 0:
@@ -87,19 +78,12 @@ def length_buckets(
 
 
 def encode_rows(
-    body,
-    cache: TokenCache,
-    rows: np.ndarray,
-    split_cost: int,
-    rows_on_device: torch.Tensor | None = None,
-    max_rows: int | None = None,
+    body, cache: TokenCache, rows: np.ndarray, split_cost: int, rows_on_device: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Embeddings of texts `rows` (distinct), computed in length buckets, returned in `rows` order."""
     if len(rows) == 0:
         raise ValueError("encode_rows needs at least one row")
-    buckets = (
-        length_buckets(cache.lengths[rows], split_cost, max_rows) if cache.sliceable else [np.arange(len(rows))]
-    )
+    buckets = length_buckets(cache.lengths[rows], split_cost) if cache.sliceable else [np.arange(len(rows))]
     if len(buckets) == 1:
         return body(cache.features_for(rows, rows_on_device))["sentence_embedding"]
     parts = [body(cache.features_for(rows[b]))["sentence_embedding"] for b in buckets]

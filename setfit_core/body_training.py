@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from setfit_core.args import TrainingArguments
-from setfit_core.batching import MAX_ROWS, SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, prepare_steps
+from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, prepare_steps
 from setfit_core.losses import build_loss
 from setfit_core.sampling import (
     PairPlan,
@@ -107,10 +107,8 @@ def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) 
 
 def step_loss(body, loss_fn, cache: TokenCache, step: Step) -> torch.Tensor:
     """Encode each distinct text of the step once; gather its embedding wherever it occurs."""
-    device = body.device.type
-    embeddings = encode_rows(
-        body, cache, step.rows, SPLIT_COST_TOKENS.get(device, 0), step.rows_on_device, MAX_ROWS.get(device)
-    )
+    split_cost = SPLIT_COST_TOKENS.get(body.device.type, 0)
+    embeddings = encode_rows(body, cache, step.rows, split_cost, step.rows_on_device)
     if step.num_pairs:
         n = step.num_pairs
         return loss_fn(embeddings[step.inverse[:n]], embeddings[step.inverse[n:]], step.target)

@@ -36,10 +36,3 @@ def test_bucketed_embeddings_equal_one_padded_batch(tiny_model_dir):
         bucketed = encode_rows(body, cache, rows, split_cost=0)
         plain = body(tokenize(body, [texts[i] for i in rows]))["sentence_embedding"]
     torch.testing.assert_close(bucketed, plain, rtol=1e-4, atol=1e-5)
-
-
-def test_max_rows_caps_every_bucket():
-    lengths = np.random.default_rng(1).integers(3, 60, size=40)
-    groups = length_buckets(lengths, split_cost=48, max_rows=16)
-    assert max(len(g) for g in groups) <= 16
-    assert sorted(np.concatenate(groups).tolist()) == list(range(40))
