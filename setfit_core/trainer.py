@@ -17,6 +17,7 @@ from setfit_core.head_training import fit_differentiable_head, fit_end_to_end, f
 from setfit_core.metrics import check_metric, compute_metric
 from setfit_core.modeling import SetFitModel
 from setfit_core.seeding import set_seed
+from setfit_core.tokenization import max_length_of, warn_if_truncated
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,16 @@ class Trainer:
         warn_conflicting_duplicates(data, "train_dataset")
         self.encoder = LabelEncoder.fit(data, self.model.labels, "train_dataset")
         self._check_head(self.encoder.num_classes)
-        return EncodedSplit(data, self.encoder.encode(data.labels, "train_dataset"))
+        split = EncodedSplit(data, self.encoder.encode(data.labels, "train_dataset"))
+        self._warn_long_texts(data, "train_dataset")  # after every error: warnings only for data that will train
+        return split
+
+    def _warn_long_texts(self, data: LabeledTexts, name: str) -> None:
+        body = self.model.model_body
+        supported = getattr(body, "max_seq_length", None)
+        limit = max_length_of(body, self.args.max_length) or supported
+        what = "the body's max_seq_length" if limit == supported else "max_length"
+        warn_if_truncated(body.tokenizer, data.texts, limit, name, what)
 
     def _check_head(self, num_classes: int) -> None:
         head = self.model.model_head
@@ -98,7 +108,9 @@ class Trainer:
         data = load_labeled(dataset, self.column_mapping, name)
         if data.multi_label != self.train_split.data.multi_label:
             raise ValueError(f"{name} and train_dataset must both be single-label or both multi-label")
-        return EncodedSplit(data, self.encoder.encode(data.labels, name))
+        split = EncodedSplit(data, self.encoder.encode(data.labels, name))
+        self._warn_long_texts(data, name)
+        return split
 
     # ---- training -------------------------------------------------------------------------------
     def train(self, args: TrainingArguments | None = None, progress: ProgressFn | None = None, **kwargs: Any) -> None:

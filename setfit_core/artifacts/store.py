@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -178,6 +179,21 @@ class ArtifactStore:
             writer.manifest = self._publish(manifest, writer.dir)
         finally:
             stagedir.remove_tree(writer.dir)  # already gone after a successful local rename
+
+    def check_writable(self) -> None:
+        """Create and remove a probe file under the root, so an unwritable root fails before any work."""
+        probe = f"{self._base}/.probe-{secrets.token_hex(6)}"
+        try:
+            if self.is_local:
+                Path(self._base).mkdir(parents=True, exist_ok=True)
+            self._fs.pipe_file(probe, b"")
+            self._fs.rm_file(probe)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise PermissionError(
+                f"artifacts_root {self.root!r} is not writable ({reason}: {exc.filename or probe}); pick a "
+                "directory (or s3://bucket/prefix) you can write to, or fix its permissions"
+            ) from exc
 
     def delete_stage(self, stage: str, key: str) -> None:
         """Remove a stage: manifest first, so a half-deleted stage is never trusted."""

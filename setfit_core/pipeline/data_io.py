@@ -91,7 +91,13 @@ def _read(fs: Any, path: str, info: dict, uri: str, name: str, options: Mapping[
     try:
         with fs.open(path, "rb") as fileobj:
             return _READERS[fmt](fileobj)
-    except (ValueError, UnicodeDecodeError, OSError) as exc:  # pyarrow/pandas/json errors are ValueError/OSError
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 4]
+        raise ValueError(
+            f"{name} {uri!r} is not valid UTF-8 text (bytes {bad!r}: {exc.reason}); re-save it as UTF-8, "
+            f"e.g. iconv -f latin1 -t utf-8 in.{suffix.lstrip('.')} > out.{suffix.lstrip('.')}, or write Parquet"
+        ) from exc
+    except (ValueError, OSError) as exc:  # pyarrow/pandas/json errors are ValueError/OSError
         raise ValueError(f"could not read {name} {uri!r} as {fmt}: {exc}") from exc
 
 

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from setfit_core.body_loading import local_tokenizer
 from setfit_core.data import LabelEncoder, warn_conflicting_duplicates
 from setfit_core.pipeline.data_io import LoadedSplit, load_split
+from setfit_core.tokenization import warn_if_truncated
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,19 @@ def load_pipeline_data(
     }
     logger.info("data: %s", ", ".join(f"{n} {len(s)} rows" for n, s in splits.items()))
     return PipelineData(splits, encoder)
+
+
+def warn_long_texts(model: str, data: PipelineData, max_length: int | None) -> None:
+    """Warn, per split, how many texts the body will truncate (its max_seq_length, or a smaller max_length)."""
+    found = local_tokenizer(model)
+    if found is None:
+        logger.info("not checking text lengths: %r is not a local directory (its tokenizer is not on disk)", model)
+        return
+    tokenizer, supported = found
+    limit = min(max_length, supported) if max_length and supported else (max_length or supported)
+    what = "the body's max_seq_length" if limit == supported else "max_length"
+    for name, split in data.splits.items():
+        warn_if_truncated(tokenizer, split.texts, limit, f"{name}_data", what)
 
 
 def _check_single_label(split: LoadedSplit) -> None:

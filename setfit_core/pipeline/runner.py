@@ -24,7 +24,7 @@ from setfit_core.pipeline.embeddings import run_embeddings
 from setfit_core.pipeline.evaluation import run_evaluation
 from setfit_core.pipeline.export import run_export
 from setfit_core.pipeline.head import run_head
-from setfit_core.pipeline.inputs import PipelineData, load_pipeline_data
+from setfit_core.pipeline.inputs import PipelineData, load_pipeline_data, warn_long_texts
 from setfit_core.pipeline.job import PipelineJob
 from setfit_core.pipeline.pairs import run_pairs
 from setfit_core.pipeline.plan import StageSpec, plan_stages
@@ -58,11 +58,15 @@ class PipelineRun:
         data = load_pipeline_data(job.train_data, job.eval_data, job.test_data, job.column_mapping,
                                   job.storage_options, self.pinned["hashes"] if self.pinned else None)
         job.validate_for(data)
+        if self.pinned is None:  # the planning pass (a flow's plan task): warn once, not in every task
+            warn_long_texts(job.model, data, job.training_args.max_length)
         return data
 
     @cached_property
     def plan(self) -> dict[str, StageSpec]:
         plan = plan_stages(self.job, self.data)
+        if self.pinned is None:  # the planning pass: an unwritable root fails now, not after the body trained
+            self.store.check_writable()
         if self.pinned and {s: p.key for s, p in plan.items()} != self.pinned["keys"]:
             raise RuntimeError("stage keys differ from the planned ones (was the model directory edited?); rerun")
         return plan

@@ -1,0 +1,251 @@
+"""The bad-input matrix of README.md ("Bad input matrix"): one row per bad input, one test case per row.
+
+Every row asserts the message a user sees. Errors come before any training: library rows fail while
+the `Trainer` / `TrainingArguments` / model is being built; pipeline rows fail in `PipelineRun.run_all()`
+before stage 1, and the test checks that nothing was written under the artifacts root. Warning rows
+(training could go on) check the log line and stop after planning.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from setfit_core import SetFitModel, Trainer, TrainingArguments
+from setfit_core.pipeline import PipelineJob, PipelineRun
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TINY_ARGS = {"num_iterations": 2, "seed": 0, "num_epochs": [1, 2], "show_progress_bar": False}
+LONG_TEXT = " ".join(["good movie"] * 80)  # 160 words: past the tiny body's 64 tokens
+WARNING = "warning"  # a row whose `error` is this logs a warning instead of raising
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    case: str  # the bad input, as the README table says it
+    call: Callable[[Any], Any]  # library: call(ctx) does the failing thing; pipeline: returns job changes
+    error: type[Exception] | str
+    match: str
+
+    def param(self) -> Any:
+        return pytest.param(self, id=self.id)
+
+
+def train_with(train: Any, eval_dataset: Any = None, **kwargs: Any) -> Callable[[Any], Any]:
+    return lambda ctx: Trainer(ctx.model(), TrainingArguments(show_progress_bar=False), train_dataset=train,
+                               eval_dataset=eval_dataset, **kwargs)
+
+
+GOOD = {"text": ["good", "bad", "nice", "poor"], "label": [1, 0, 1, 0]}
+
+LIBRARY_ROWS = [
+    Row("lib-empty-train", "empty training set", train_with({"text": [], "label": []}), ValueError,
+        r"train_dataset is empty; SetFit needs at least 2 labelled examples per class"),
+    Row("lib-single-class", "a single class", train_with({"text": ["a", "b", "c"], "label": [1, 1, 1]}), ValueError,
+        r"train_dataset has a single class \(1\); SetFit needs at least 2 classes.*Add examples of another class"),
+    Row("lib-missing-text-column", "no `text` column", train_with({"sentence": ["a", "b"], "label": [0, 1]}),
+        ValueError, r"train_dataset is missing column\(s\) \['text'\]; found columns: \['label', 'sentence'\].*"
+                    r"column_mapping"),
+    Row("lib-missing-label-column", "no `label` column", train_with({"text": ["a", "b"], "y": [0, 1]}), ValueError,
+        r"train_dataset is missing column\(s\) \['label'\]; found columns: \['text', 'y'\]"),
+    Row("lib-column-mapping-unknown", "`column_mapping` names a column that is not there",
+        train_with(GOOD, column_mapping={"sentence": "text"}), ValueError,
+        r"column_mapping names column\(s\) \['sentence'\] that train_dataset does not have; found columns: "
+        r"\['label', 'text'\]"),
+    Row("lib-none-text", "`None` text", train_with({"text": ["a", None], "label": [0, 1]}), ValueError,
+        r"train_dataset column 'text' row 1 is None \(NoneType\); every text must be a string.*dropna"),
+    Row("lib-nan-text", "NaN text (pandas missing value)",
+        train_with(pd.DataFrame({"text": ["a", math.nan], "label": [0, 1]})), ValueError,
+        r"train_dataset column 'text' row 1 is NaN \(float\)"),
+    Row("lib-non-string-text", "non-string text", train_with({"text": ["a", 3], "label": [0, 1]}), ValueError,
+        r"train_dataset column 'text' row 1 is 3 \(int\); every text must be a string"),
+    Row("lib-mixed-label-types", "labels of mixed types", train_with({"text": ["a", "b"], "label": [0, "pos"]}),
+        ValueError, r"train_dataset column 'label' mixes label types \{'int': 0, 'str': 'pos'\}; use one type"),
+    Row("lib-float-labels", "float labels", train_with({"text": ["a", "b"], "label": [0.0, 1.0]}), ValueError,
+        r"train_dataset column 'label' holds floats \(row 0: 0.0\); labels must be ints or strings.*astype\(int\)"),
+    Row("lib-nan-label", "missing (NaN) label", train_with({"text": ["a", "b"], "label": [0, math.nan]}), ValueError,
+        r"train_dataset column 'label' row 1 is NaN; drop rows without a label first"),
+    Row("lib-eval-label-unseen", "eval labels never seen in training",
+        train_with(GOOD, {"text": ["fine"], "label": [7]}), ValueError,
+        r"eval_dataset has labels \[7\] never seen in training; known labels: \[0, 1\]"),
+    Row("lib-eval-label-type", "eval labels of another type than the training labels",
+        train_with(GOOD, {"text": ["fine"], "label": ["positive"]}), ValueError,
+        r"eval_dataset has string labels \(e.g. 'positive'\) but the training labels are the ints \[0, 1\]; use the "
+        r"same label type in every split"),
+    Row("lib-empty-eval", "empty eval set", train_with(GOOD, {"text": [], "label": []}), ValueError,
+        r"eval_dataset is empty \(0 rows\); give it labelled rows, or leave it out"),
+    Row("lib-out-features", "`out_features` ≠ number of classes",
+        lambda ctx: Trainer(SetFitModel.from_pretrained(ctx.tiny_model_dir, use_differentiable_head=True,
+                                                        head_params={"out_features": 3}, device="cpu"),
+                            TrainingArguments(show_progress_bar=False), train_dataset=GOOD), ValueError,
+        r"head_params\['out_features'\] is 3 but the training data has 2 classes; set out_features=2"),
+    Row("lib-model-path-missing", "a model path that does not exist",
+        lambda ctx: SetFitModel.from_pretrained(str(ctx.tmp_path / "no-such-model")), FileNotFoundError,
+        r"model path '.*no-such-model' does not exist or is not a directory.*bundled offline model"),
+    Row("lib-hub-id-offline", "a hub id that cannot be fetched offline",
+        lambda ctx: SetFitModel.from_pretrained("someone/not-cached-model"), OSError,
+        r"could not load model 'someone/not-cached-model'.*HF_HUB_OFFLINE is set.*Pass a local directory.*"
+        r"bundled offline model"),
+    Row("lib-unknown-loss", "a loss name that does not exist", lambda ctx: TrainingArguments(loss="TripletLoss"),
+        ValueError, r"loss 'TripletLoss' is not a supported loss.*Valid:"),
+    Row("lib-unknown-args-field", "a `TrainingArguments` field that does not exist",
+        lambda ctx: TrainingArguments.from_dict({"num_iteration": 20}), ValueError,
+        r"'num_iteration' is not a TrainingArguments field; did you mean 'num_iterations'\?"),
+    Row("lib-tuple-wrong-length", "a tuple of the wrong length for a tuple field",
+        lambda ctx: TrainingArguments(batch_size=(16, 2, 4)), ValueError,
+        r"'batch_size' must be a single value or a \(embedding_phase, classifier_phase\) pair of positive ints; "
+        r"got \(16, 2, 4\)"),
+    Row("lib-unknown-metric", "a metric name that does not exist", train_with(GOOD, metric="auc"), ValueError,
+        r"'metric' must be one of \['accuracy', 'f1'.*got 'auc'"),
+    Row("lib-long-texts", "texts longer than the body's max length (warning)",
+        train_with({"text": [LONG_TEXT, "bad", "nice", "poor"], "label": [1, 0, 1, 0]}), WARNING,
+        r"train_dataset: 1 of 4 texts are longer than the body's max_seq_length \(64 tokens\) and will be truncated"),
+    Row("lib-conflicting-duplicates", "identical texts with conflicting labels (warning)",
+        train_with({"text": ["good", "good", "bad", "nice"], "label": [1, 0, 0, 1]}), WARNING,
+        r"train_dataset has 1 text\(s\) that appear with different labels, e.g. 'good'; check the labelling"),
+]
+
+
+def csv(ctx: Any, name: str, body: bytes) -> str:
+    path = ctx.tmp_path / "data" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(body)
+    return str(path)
+
+
+def parquet(ctx: Any, name: str, columns: dict[str, list]) -> str:
+    path = ctx.tmp_path / "data" / name
+    path.parent.mkdir(exist_ok=True)
+    pd.DataFrame(columns).to_parquet(path, index=False)
+    return str(path)
+
+
+PIPELINE_ROWS = [
+    Row("pipe-missing-data-uri", "a data URI that does not exist",
+        lambda ctx: {"train_data": str(ctx.tmp_path / "nowhere" / "train.parquet")}, FileNotFoundError,
+        r"train_data '.*nowhere/train.parquet' does not exist; pass a path or URI to Parquet"),
+    Row("pipe-empty-data-uri", "an empty data URI", lambda ctx: {"train_data": ""}, ValueError,
+        r"'train_data' must be a non-empty path or URI; got ''"),
+    Row("pipe-unreadable-file", "a file that cannot be parsed (corrupt Parquet)",
+        lambda ctx: {"train_data": csv(ctx, "train.parquet", b"this is not parquet")}, ValueError,
+        r"could not read train_data '.*train.parquet' as parquet:"),
+    Row("pipe-wrong-format", "a file format that is not supported",
+        lambda ctx: {"train_data": csv(ctx, "train.txt", b"good\t1\n")}, ValueError,
+        r"train_data '.*train.txt' has an unsupported format '.txt'; use Parquet \(.parquet, .pq\), CSV"),
+    Row("pipe-missing-columns", "a CSV without `text`/`label` columns",
+        lambda ctx: {"train_data": csv(ctx, "train.csv", b"sentence,y\ngood,1\nbad,0\n")}, ValueError,
+        r"train_data is missing column\(s\) \['text', 'label'\]; found columns: \['sentence', 'y'\]"),
+    Row("pipe-empty-eval", "an empty eval split",
+        lambda ctx: {"eval_data": csv(ctx, "eval.csv", b"text,label\n")}, ValueError,
+        r"eval_data is empty \(0 rows\); give it labelled rows, or leave it out to skip evaluation"),
+    Row("pipe-non-utf8-csv", "a CSV with bytes that are not UTF-8",
+        lambda ctx: {"train_data": csv(ctx, "train.csv", b"text,label\ncaf\xe9 ok,1\nbad,0\n")}, ValueError,
+        r"train_data '.*train.csv' is not valid UTF-8 text \(bytes b'\\xe9.*re-save it as UTF-8, e.g. iconv"),
+    Row("pipe-non-utf8-jsonl", "a JSONL file with bytes that are not UTF-8",
+        lambda ctx: {"train_data": csv(ctx, "train.jsonl", b'{"text": "caf\xe9", "label": 1}\n')}, ValueError,
+        r"train_data '.*train.jsonl' is not valid UTF-8 text .*in.jsonl > out.jsonl, or write Parquet"),
+    Row("pipe-float-labels", "float labels in a CSV",
+        lambda ctx: {"train_data": csv(ctx, "train.csv", b"text,label\ngood,1.0\nbad,0.5\n")}, ValueError,
+        r"train_data column 'label' holds floats \(row 0: 1.0\); labels must be ints or strings"),
+    Row("pipe-missing-text", "an empty text cell in a CSV",
+        lambda ctx: {"train_data": csv(ctx, "train.csv", b"text,label\ngood,1\n,0\n")}, ValueError,
+        r"train_data column 'text' row 1 is NaN \(float\); every text must be a string"),
+    Row("pipe-eval-label-unseen", "eval labels never seen in training",
+        lambda ctx: {"eval_data": parquet(ctx, "eval.parquet", {"text": ["meh"], "label": ["neutral"]})},
+        ValueError, r"eval_data has labels \['neutral'\] never seen in training; known labels: \['negative', "
+                    r"'positive'\]"),
+    Row("pipe-eval-label-type", "eval labels of another type than the training labels",
+        lambda ctx: {"train_data": parquet(ctx, "train.parquet", {"text": ["a", "b"], "label": [0, 1]})},
+        ValueError, r"eval_data has string labels \(e.g. 'positive'\) but the training labels are the ints"),
+    Row("pipe-single-class", "a single class",
+        lambda ctx: {"train_data": parquet(ctx, "train.parquet", {"text": ["a", "b"], "label": ["x", "x"]})},
+        ValueError, r"train_data has a single class \('x'\)"),
+    Row("pipe-multi-label", "multi-label rows (the pipeline is single-label)",
+        lambda ctx: {"train_data": parquet(ctx, "train.parquet", {"text": ["a", "b"], "label": [[1, 0], [0, 1]]})},
+        ValueError, r"train_data '.*' has multi-label rows.*Train multi-label models with setfit_core.Trainer"),
+    Row("pipe-unknown-args-field", "an `args` field that does not exist",
+        lambda ctx: {"args": {**TINY_ARGS, "num_iteration": 2}}, ValueError,
+        r"'num_iteration' is not a TrainingArguments field; did you mean 'num_iterations'\?"),
+    Row("pipe-tuple-wrong-length", "a tuple of the wrong length in `args`",
+        lambda ctx: {"args": {**TINY_ARGS, "num_epochs": [1, 2, 3]}}, ValueError,
+        r"'num_epochs' must be a single value or a \(embedding_phase, classifier_phase\) pair of positive ints; "
+        r"got \[1, 2, 3\]"),
+    Row("pipe-bad-head-params", "`head_params` that LogisticRegression rejects",
+        lambda ctx: {"head_params": {"C": -1}}, ValueError,
+        r"head_params \{'C': -1\} are not valid LogisticRegression parameters"),
+    Row("pipe-model-path-missing", "a model path that does not exist",
+        lambda ctx: {"model": str(ctx.tmp_path / "no-such-model")}, FileNotFoundError,
+        r"model path '.*no-such-model' does not exist or is not a directory"),
+    Row("pipe-unwritable-root", "an artifacts root that cannot be written (here: a path under a regular file)",
+        lambda ctx: {"artifacts_root": csv(ctx, "a-file", b"x") + "/artifacts"}, PermissionError,
+        r"artifacts_root '.*a-file/artifacts' is not writable \(Not a directory.*pick a directory"),
+    Row("pipe-long-texts", "texts longer than the body's max length (warning)",
+        lambda ctx: {"train_data": parquet(ctx, "train.parquet", {"text": [LONG_TEXT, LONG_TEXT, "bad", "poor"],
+                                                                  "label": ["positive", "positive", "negative",
+                                                                            "negative"]})}, WARNING,
+        r"train_data: 2 of 4 texts are longer than the body's max_seq_length \(64 tokens\) and will be truncated"),
+    Row("pipe-conflicting-duplicates", "identical texts with conflicting labels (warning)",
+        lambda ctx: {"train_data": parquet(ctx, "train.parquet", {"text": ["good", "good", "bad", "nice"],
+                                                                  "label": ["positive", "negative", "negative",
+                                                                            "positive"]})}, WARNING,
+        r"train_data has 1 text\(s\) that appear with different labels, e.g. 'good'"),
+]
+
+
+@dataclass
+class Context:
+    tmp_path: Path
+    tiny_model_dir: str
+
+    def model(self) -> SetFitModel:
+        return SetFitModel.from_pretrained(self.tiny_model_dir, device="cpu")
+
+
+@pytest.fixture
+def ctx(tmp_path, tiny_model_dir, cache_home, monkeypatch) -> Context:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return Context(tmp_path, tiny_model_dir)
+
+
+def check(row: Row, action: Callable[[], Any], caplog: pytest.LogCaptureFixture) -> None:
+    if row.error == WARNING:
+        with caplog.at_level("WARNING", logger="setfit_core"):
+            action()
+        assert re.search(row.match, caplog.text), f"no warning matching {row.match!r} in:\n{caplog.text}"
+        return
+    with pytest.raises(row.error, match=row.match):
+        action()
+
+
+@pytest.mark.parametrize("row", [r.param() for r in LIBRARY_ROWS])
+def test_library_bad_input(row: Row, ctx: Context, caplog) -> None:
+    check(row, lambda: row.call(ctx), caplog)
+
+
+@pytest.mark.parametrize("row", [r.param() for r in PIPELINE_ROWS])
+def test_pipeline_bad_input(row: Row, ctx: Context, tiny_splits, caplog) -> None:
+    root = ctx.tmp_path / "artifacts"
+    job = {"train_data": tiny_splits["train"], "eval_data": tiny_splits["eval"], "artifacts_root": str(root),
+           "model": ctx.tiny_model_dir, "args": TINY_ARGS, **row.call(ctx)}
+    # Errors: the whole pipeline is asked to run and must fail before stage 1. Warnings: planning
+    # (data validation) is where they come from; the run could go on.
+    action = (lambda: PipelineRun(PipelineJob(**job)).plan) if row.error == WARNING else (
+        lambda: PipelineRun(PipelineJob(**job)).run_all())
+    check(row, action, caplog)
+    written = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) if root.exists() else []
+    assert written == [], f"nothing may be written under the artifacts root before stage 1; found {written}"
+
+
+def test_readme_matrix_lists_every_row() -> None:
+    """The README table and the rows above are the same list, in the same order."""
+    section = README.read_text(encoding="utf-8").split("### Bad input matrix", 1)[1].split("\n#", 1)[0]
+    ids = re.findall(r"^\| `([a-z0-9-]+)` \|", section, flags=re.MULTILINE)
+    assert ids == [r.id for r in LIBRARY_ROWS + PIPELINE_ROWS]
