@@ -163,3 +163,19 @@ def test_unknown_loss_params_fail_before_training(model, tiny_data):
     args = TrainingArguments(loss="SupConLoss", loss_params={"temp": 0.1}, show_progress_bar=False)
     with pytest.raises(ValueError, match=r"loss_params \['temp'\] are not parameters of SupConLoss"):
         Trainer(model, args, train_dataset=tiny_data).train()
+
+
+def test_sparse_vocabulary_gradients_train_the_same_body_and_are_restored(tiny_model_dir, tiny_data, tiny_args,
+                                                                          monkeypatch):
+    import setfit_core.body_training as body_training
+
+    def run(min_vocab):
+        monkeypatch.setattr(body_training, "SPARSE_GRAD_MIN_VOCAB", min_vocab)
+        model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
+        Trainer(model, tiny_args, train_dataset=tiny_data).train_embeddings()
+        assert not any(m.sparse for m in model.model_body.modules() if isinstance(m, torch.nn.Embedding))
+        return body_state(model)
+
+    dense, sparse = run(10**9), run(1)
+    for name in dense:
+        torch.testing.assert_close(sparse[name], dense[name], rtol=1e-4, atol=1e-6, msg=name)
