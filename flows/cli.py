@@ -1,19 +1,286 @@
-"""`setfit-pipeline` console script (the full CLI arrives with the deployments work)."""
+"""`setfit-pipeline`: train, predict, run a local Prefect server, deploy, start a worker, manage artifacts.
+
+    setfit-pipeline train --train-data train.parquet --eval-data test.parquet --artifacts-root artifacts
+    setfit-pipeline server                 # Prefect API + UI on http://127.0.0.1:4200
+    setfit-pipeline deploy                 # work pool + every deployment in deployments/prefect.yaml
+    setfit-pipeline worker                 # runs the deployments' flow runs on this machine
+    setfit-pipeline artifacts ls artifacts
+
+User errors (bad flags, bad config values, missing files) print one line naming the value and the
+fix and exit with status 2, before any training starts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from flows import prefect_ops
+
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+TRAIN_FLAGS = ("train_data", "artifacts_root", "eval_data", "test_data", "model", "metric")
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    cli = parser.parse_args(argv)
+    if not getattr(cli, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return cli.func(cli)
+    except USER_ERRORS as exc:
+        print(f"setfit-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="setfit-pipeline",
-        description="SetFit few-shot text classification as a Prefect pipeline. "
-        "Commands: train, predict, server, deploy, worker, artifacts (coming with the deployments work).",
+        description="SetFit few-shot text classification as a Prefect pipeline with staged artifacts.",
+        epilog="Run `setfit-pipeline COMMAND --help` for a command's options.",
     )
-    parser.parse_args(argv)
-    parser.print_help()
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_train(commands)
+    _add_predict(commands)
+    _add_server(commands)
+    _add_deploy(commands)
+    _add_worker(commands)
+    from flows.cli_artifacts import add_artifacts_parser
+
+    add_artifacts_parser(commands)
+    return parser
+
+
+# -- train / predict ------------------------------------------------------------------------------
+
+
+def _add_train(commands: Any) -> None:
+    train = commands.add_parser(
+        "train", help="run the training flow once (reported to PREFECT_API_URL, or a temporary local API)",
+        description="Run train_pipeline: pairs -> body -> embeddings -> head -> evaluation -> model. Stages "
+        "already under the artifacts root with the same inputs are reused. Values come from --config, then flags.",
+    )
+    train.add_argument("--config", type=Path, help="YAML or JSON file of train_pipeline parameters "
+                       "(train_data, artifacts_root, args, head_params, ...); flags override it")
+    train.add_argument("--train-data", help="Parquet / CSV / JSONL with text and label columns (path or s3:// URI)")
+    train.add_argument("--artifacts-root", help="directory or s3://bucket/prefix for the stages")
+    train.add_argument("--eval-data", help="evaluation split (optional)")
+    train.add_argument("--test-data", help="test split (optional)")
+    train.add_argument("--model", help="sentence-transformers model (default: the bundled all-MiniLM-L6-v2)")
+    train.add_argument("--metric", help="accuracy (default), f1, precision, recall or matthews_correlation")
+    train.add_argument("--args", type=_json_object("--args"), help='TrainingArguments fields as JSON, '
+                       'e.g. \'{"num_iterations": 20, "seed": 0}\'')
+    train.add_argument("--head-params", type=_json_object("--head-params"), help='head parameters as JSON, '
+                       'e.g. \'{"C": 0.5}\'')
+    train.add_argument("--differentiable-head", action="store_true", default=None,
+                       help="train SetFitHead (torch) instead of LogisticRegression")
+    train.add_argument("--json", action="store_true", help="print the flow's result as JSON")
+    train.set_defaults(func=_train)
+
+
+def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
+    """train_pipeline's parameters from --config and the flags, validated before any Prefect start."""
+    from setfit_core.pipeline import PipelineJob
+
+    params = _read_config(cli.config) if cli.config else {}
+    flags = {name: getattr(cli, name) for name in (*TRAIN_FLAGS, "args", "head_params")}
+    params.update({name: value for name, value in flags.items() if value is not None})
+    if cli.differentiable_head:
+        params["use_differentiable_head"] = True
+    for name in ("train_data", "artifacts_root"):
+        if not params.get(name):
+            raise ValueError(f"--{name.replace('_', '-')} is required (or `{name}:` in --config)")
+    job_fields = {k: v for k, v in params.items() if k in PipelineJob.__dataclass_fields__}
+    PipelineJob.from_dict(job_fields).validate()
+    return params
+
+
+def _train(cli: argparse.Namespace) -> int:
+    params = train_parameters(cli)
+    from flows.train import train_pipeline
+    from setfit_core.pipeline.report import metric_rows, stage_rows, text_table
+
+    result = train_pipeline(**params)
+    if cli.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(text_table(stage_rows(result["stages"])))
+    if result["metrics"]:
+        print("\n" + text_table(metric_rows(result["metrics"])))
+    print(f"\nmodel: {result['model_uri']}")
     return 0
+
+
+def _add_predict(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict", help="predict a file of texts with a trained model, into Parquet",
+        description="Run predict_flow: read texts (Parquet / CSV / JSONL, local or s3://), write text, "
+        "predicted_label, predicted_id and probabilities to OUTPUT (Parquet).",
+    )
+    predict.add_argument("model", help="a model directory, e.g. the model: URI a training run printed")
+    predict.add_argument("input", help="texts to predict")
+    predict.add_argument("output", help="Parquet file to write (local path or s3:// URI)")
+    predict.add_argument("--text-column", default="text", help="column holding the texts (default: text)")
+    predict.add_argument("--batch-size", type=int, default=64, help="texts per encoding batch (default: 64)")
+    predict.set_defaults(func=_predict)
+
+
+def _predict(cli: argparse.Namespace) -> int:
+    if cli.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {cli.batch_size}")
+    if "://" not in cli.input and not Path(cli.input).exists():
+        raise FileNotFoundError(f"input {cli.input!r} does not exist; pass a Parquet / CSV / JSONL file of texts")
+    from flows.predict import predict_flow
+
+    result = predict_flow(cli.model, cli.input, cli.output, text_column=cli.text_column, batch_size=cli.batch_size)
+    print(f"predicted {result['rows']} rows in {result['seconds']:.2f} s -> {result['output_data']}")
+    return 0
+
+
+# -- server / deploy / worker ---------------------------------------------------------------------
+
+
+def _add_server(commands: Any) -> None:
+    server = commands.add_parser(
+        "server", help="start a local Prefect server and UI (foreground; Ctrl-C stops it)",
+        description="Start `prefect server start` on a loopback address and print the UI and API URLs.",
+    )
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    server.add_argument("--port", type=int, default=4200, help="port (default: 4200)")
+    server.set_defaults(func=_server)
+
+
+def _server(cli: argparse.Namespace) -> int:
+    url = prefect_ops.api_url(cli.host, cli.port)
+    process = prefect_ops.start_server(cli.host, cli.port, prefect_ops.child_env())
+    try:
+        prefect_ops.wait_healthy(url, process=process)
+        print(f"Prefect UI:  http://{cli.host}:{cli.port}\nPrefect API: {url}\n\n"
+              f"In other shells: export PREFECT_API_URL={url}\n"
+              "then `setfit-pipeline deploy` and `setfit-pipeline worker`. Ctrl-C stops the server.", flush=True)
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        prefect_ops.stop(process)
+
+
+def _add_deploy(commands: Any) -> None:
+    deploy = commands.add_parser(
+        "deploy", help="create the work pool if missing, then deploy everything in deployments/prefect.yaml",
+        description="Needs PREFECT_API_URL. Writes the demo data the default parameters point at if it is "
+        "missing, creates the process work pool, then runs `prefect --no-prompt deploy --all`.",
+    )
+    deploy.add_argument("--pool", default=prefect_ops.WORK_POOL, help=f"work pool (default: {prefect_ops.WORK_POOL})")
+    deploy.set_defaults(func=_deploy)
+
+
+def _deploy(cli: argparse.Namespace) -> int:
+    url = prefect_ops.require_api_url("deploy")
+    if cli.pool != prefect_ops.WORK_POOL:
+        raise ValueError(f"--pool {cli.pool!r}: deployments/prefect.yaml names the pool {prefect_ops.WORK_POOL!r}; "
+                         "edit its work_pools definition to use another one")
+    write_default_demo_data()
+    created = prefect_ops.ensure_work_pool(cli.pool)
+    print(f"work pool {cli.pool!r}: {'created' if created else 'exists'} ({url})")
+    done = prefect_ops.deploy_all(prefect_ops.child_env())
+    print(done.stdout.strip())
+    print(f"\nStart a worker: setfit-pipeline worker --pool {cli.pool}")
+    return 0
+
+
+def write_default_demo_data() -> Path:
+    """The demo data the default deployment parameters point at (repo-relative), written if missing."""
+    from setfit_core.demo_data import write_demo_data
+
+    target = prefect_ops.REPO_ROOT / "artifacts" / "demo-data"
+    if not (target / "train.parquet").exists():
+        write_demo_data(target)
+    return target
+
+
+def _add_worker(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker", help="start a process worker that runs the deployments' flow runs (foreground)",
+        description="`prefect worker start --type process` with SETFIT_PIPELINE_HOME set to this checkout, "
+        "which the deployments' pull step changes into.",
+    )
+    worker.add_argument("--pool", default=prefect_ops.WORK_POOL, help=f"work pool (default: {prefect_ops.WORK_POOL})")
+    worker.add_argument("--poll-seconds", type=float, help="how often to poll for runs (Prefect's default: 10)")
+    worker.set_defaults(func=_worker)
+
+
+def _worker(cli: argparse.Namespace) -> int:
+    prefect_ops.require_api_url("worker")
+    if cli.poll_seconds is not None and cli.poll_seconds <= 0:
+        raise ValueError(f"--poll-seconds must be > 0; got {cli.poll_seconds}")
+    env = prefect_ops.worker_env(os.environ, cli.poll_seconds)
+    try:
+        return subprocess.call(prefect_ops.worker_command(cli.pool), cwd=prefect_ops.REPO_ROOT, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _json_object(flag: str):
+    def parse(text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"{flag} must be a JSON object; got {text!r} ({exc.msg})") from exc
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"{flag} must be a JSON object like '{{\"seed\": 0}}'; got {text!r}")
+        return value
+
+    return parse
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--config {str(path)!r} is not valid YAML: {exc}") from exc
+    elif path.suffix.lower() == ".json":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--config {str(path)!r} is not valid JSON: {exc}") from exc
+    else:
+        raise ValueError(f"--config {str(path)!r} must end in .yaml, .yml or .json")
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {str(path)!r} must hold a mapping of train_pipeline parameters")
+    _check_config_keys(values, path)
+    return values
+
+
+def _check_config_keys(values: dict[str, Any], path: Path) -> None:
+    import difflib
+    import inspect
+
+    from flows.train import train_pipeline
+
+    valid = list(inspect.signature(train_pipeline.fn).parameters)
+    for name in values:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {valid}"
+            raise ValueError(f"--config {str(path)!r}: unknown parameter {name!r}{hint}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ exactly when that manifest parses and every file it lists has the recorded sha25
 
 from __future__ import annotations
 
+from setfit_core.artifacts.gc import GcPlan, GcPolicy, apply_gc, list_artifacts, plan_gc, show_stage
 from setfit_core.artifacts.keys import (
     canonical_json,
     sha256_bytes,
@@ -23,12 +24,18 @@ from setfit_core.artifacts.store import ArtifactStore
 __all__ = [
     "ArtifactStore",
     "FileEntry",
+    "GcPlan",
+    "GcPolicy",
     "Manifest",
     "StageWriter",
+    "apply_gc",
     "canonical_json",
+    "list_artifacts",
+    "plan_gc",
     "sha256_bytes",
     "sha256_file",
     "sha256_fileobj",
+    "show_stage",
     "stage_key",
     "to_plain",
     "validate_key",

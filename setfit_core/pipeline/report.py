@@ -34,7 +34,9 @@ def metric_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
         for label, scores in report["per_class"].items():
             rows.append({"split": split, "class": label, "precision": _r(scores["precision"]),
                          "recall": _r(scores["recall"]), "f1": _r(scores["f1"]), "support": scores["support"]})
-    return rows
+    # Every row gets every column: the Prefect UI takes a table's columns from its first row.
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return [{c: row.get(c) for c in columns} for row in rows]
 
 
 def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], model_uri: str | None) -> str:
@@ -65,7 +67,7 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    cells = [["" if row.get(c) is None else str(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     pad = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()  # noqa: E731
     lines = [pad(columns), pad(["-" * w for w in widths])]

@@ -1,0 +1,156 @@
+"""End to end on a real Prefect server and process worker, both started and stopped by this test.
+
+`prefect server start` on a free loopback port with its own PREFECT_HOME -> `setfit-pipeline deploy`
+(work pool + the three deployments of deployments/prefect.yaml) -> `setfit-pipeline worker` with a
+1 s poll -> nightly-retrain, head-only-retrain and batch-predict triggered through the API -> the
+runs' UI artifacts read back through the client -> every process stopped by PID (SIGINT, then
+escalation) and checked gone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows import prefect_ops
+
+pytestmark = pytest.mark.e2e
+RUN_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Server + deployments + worker; yields (env, tmp dir); stops everything afterwards."""
+    tmp = tmp_path_factory.mktemp("prefect-e2e")
+    with prefect_ops.local_server(tmp / "prefect-home") as env:
+        deploy = _cli(["deploy"], env)
+        assert deploy.returncode == 0, deploy.stderr + deploy.stdout
+        assert "work pool 'setfit-process': created" in deploy.stdout
+        # One torch thread: two threads spin-wait on a 2-core machine that also runs the server.
+        worker_env = {**env, "OMP_NUM_THREADS": "1"}
+        with open(tmp / "worker.log", "wb") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "flows.cli", "worker", "--poll-seconds", "1"],
+                                      cwd=prefect_ops.REPO_ROOT, env=worker_env, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield env, tmp
+        finally:
+            prefect_ops.stop(worker)
+            _assert_group_gone(worker.pid)
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=prefect_ops.REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def _assert_group_gone(pgid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"processes of group {pgid} still running after stop()")
+
+
+def _run(env: dict[str, str], deployment: str, parameters: dict) -> tuple:
+    """Trigger a deployment through the API and wait for a final state; returns (flow run, artifacts)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        run = run_deployment(deployment, parameters=parameters, timeout=RUN_TIMEOUT_S, poll_interval=1)
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run.id)
+            artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    # Keys are setfit-<dataset>-<kind>; index them by kind.
+    return run, {a.key.rsplit("-", 1)[-1]: a for a in artifacts if a.key}
+
+
+def test_deployments_run_on_a_real_server_and_worker(stack, tiny_model_dir, tiny_splits, tmp_path):
+    env, tmp = stack
+    root = str(tmp / "artifacts")
+    # The deployments' own defaults train on the demo data with MiniLM; the tiny model keeps CI fast.
+    # Everything else (head_params of head-only-retrain, schedule, pool, pull step) is the deployment's.
+    overrides = {"train_data": tiny_splits["train"], "eval_data": tiny_splits["eval"], "artifacts_root": root,
+                 "model": tiny_model_dir, "args": {"num_iterations": 2, "seed": 0, "show_progress_bar": False}}
+
+    nightly, artifacts = _run(env, "setfit-train/nightly-retrain", overrides)
+    assert nightly.state.is_completed(), _failure(nightly, tmp)
+    summary = artifacts["summary"].data
+    assert "6 stages, 0 reused, 6 computed" in summary, summary
+    metrics = artifacts["metrics"].data
+    assert "accuracy" in str(metrics) and "(all)" in str(metrics)
+
+    head_only, artifacts = _run(env, "setfit-train/head-only-retrain", overrides)
+    assert head_only.state.is_completed(), _failure(head_only, tmp)
+    assert head_only.parameters["head_params"] == {"C": 0.5, "max_iter": 200}  # from prefect.yaml
+    summary = artifacts["summary"].data
+    for stage in ("pairs", "body", "embeddings"):
+        assert f"| {stage} | reused |" in summary, summary
+    assert "| head | computed |" in summary
+
+    from setfit_core.artifacts import ArtifactStore
+
+    models = ArtifactStore(root).list_stages("model")
+    assert len(models) == 2  # one per head setting, sharing one body
+    output = tmp_path / "predictions.parquet"
+    model_uri = ArtifactStore(root).stage_uri("model", models[0].key)
+    predict, _ = _run(env, "setfit-predict/batch-predict", {"model": model_uri, "input_data": tiny_splits["test"],
+                                                            "output_data": str(output)})
+    assert predict.state.is_completed(), _failure(predict, tmp)
+    predictions = pd.read_parquet(output)
+    assert len(predictions) == len(pd.read_parquet(tiny_splits["test"]))
+    assert set(predictions["predicted_label"]) <= {"positive", "negative"}
+
+
+def test_nightly_deployment_has_its_schedule_and_pull_step(stack):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    env, _ = stack
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("setfit-train/nightly-retrain")
+        head_only = client.read_deployment_by_name("setfit-train/head-only-retrain")
+        predict = client.read_deployment_by_name("setfit-predict/batch-predict")
+    assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
+    assert head_only.schedules == [] and predict.schedules == []
+    for deployment in (nightly, head_only, predict):
+        assert deployment.work_pool_name == "setfit-process"
+        step = deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]
+        assert step["directory"] == "{{ $SETFIT_PIPELINE_HOME }}"
+    # Same training args in both: the head-only run can only reuse the body if they match.
+    assert nightly.parameters["args"] == head_only.parameters["args"]
+
+
+def test_the_ui_shows_the_deployments_and_a_run(stack, tmp_path):
+    """Headless Chromium renders the Prefect UI of this server (the README's screenshots come from here)."""
+    if shutil.which("chromium") is None:
+        pytest.skip("needs Debian's chromium (`apt-get install chromium`; .ci/run installs it)")
+    spec = importlib.util.spec_from_file_location("screenshots", prefect_ops.REPO_ROOT / "docs" / "screenshots.py")
+    screenshots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(screenshots)
+    env, _ = stack
+    ui = env["PREFECT_API_URL"].removesuffix("/api")
+    dom = screenshots.rendered_dom(f"{ui}/deployments")
+    for name in ("nightly-retrain", "head-only-retrain", "batch-predict"):
+        assert name in dom, f"{name} not rendered on {ui}/deployments"
+    png = screenshots.screenshot(f"{ui}/deployments", tmp_path / "deployments.png", "1200,600")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _failure(run, tmp: Path) -> str:
+    log = (tmp / "worker.log").read_text(errors="replace")[-4000:]
+    return f"flow run {run.name} ended {run.state.type}: {run.state.message}\n--- worker log ---\n{log}"
