@@ -24,6 +24,7 @@ from flows import prefect_ops
 
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
 TRAIN_FLAGS = ("train_data", "artifacts_root", "eval_data", "test_data", "model", "metric")
+SCALE_FLAGS = ("task_runner", "dask_address", "dask_workers", "shards")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,8 +83,19 @@ def _add_train(commands: Any) -> None:
                        'e.g. \'{"C": 0.5}\'')
     train.add_argument("--differentiable-head", action="store_true", default=None,
                        help="train SetFitHead (torch) instead of LogisticRegression")
+    _add_scale_flags(train, "the embeddings stage")
     train.add_argument("--json", action="store_true", help="print the flow's result as JSON")
     train.set_defaults(func=_train)
+
+
+def _add_scale_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_argument_group("scaling out", f"shard {what} over a Dask cluster (prefect-dask)")
+    group.add_argument("--task-runner", choices=("default", "dask"),
+                       help="'dask' shards the work (default: in this process)")
+    group.add_argument("--dask-address",
+                       help="an existing scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)")
+    group.add_argument("--dask-workers", type=int, help="workers of the local cluster (default: one per core)")
+    group.add_argument("--shards", type=int, help="number of shards (default: one per worker)")
 
 
 def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
@@ -91,7 +103,7 @@ def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
     from setfit_core.pipeline import PipelineJob
 
     params = _read_config(cli.config) if cli.config else {}
-    flags = {name: getattr(cli, name) for name in (*TRAIN_FLAGS, "args", "head_params")}
+    flags = {name: getattr(cli, name) for name in (*TRAIN_FLAGS, *SCALE_FLAGS, "args", "head_params")}
     params.update({name: value for name, value in flags.items() if value is not None})
     if cli.differentiable_head:
         params["use_differentiable_head"] = True
@@ -100,7 +112,17 @@ def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(f"--{name.replace('_', '-')} is required (or `{name}:` in --config)")
     job_fields = {k: v for k, v in params.items() if k in PipelineJob.__dataclass_fields__}
     PipelineJob.from_dict(job_fields).validate()
+    _scale_out(params)
     return params
+
+
+def _scale_out(params: dict[str, Any]) -> dict[str, Any]:
+    """The Dask options among `params`, checked now (the flow checks them too, but only after Prefect starts)."""
+    from tasks.dask_runner import ScaleOut
+
+    scale = {name: params[name] for name in SCALE_FLAGS if params.get(name) is not None}
+    ScaleOut(**scale).validate()
+    return scale
 
 
 def _train(cli: argparse.Namespace) -> int:
@@ -130,6 +152,7 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("output", help="Parquet file to write (local path or s3:// URI)")
     predict.add_argument("--text-column", default="text", help="column holding the texts (default: text)")
     predict.add_argument("--batch-size", type=int, default=64, help="texts per encoding batch (default: 64)")
+    _add_scale_flags(predict, "the rows")
     predict.set_defaults(func=_predict)
 
 
@@ -140,7 +163,9 @@ def _predict(cli: argparse.Namespace) -> int:
         raise FileNotFoundError(f"input {cli.input!r} does not exist; pass a Parquet / CSV / JSONL file of texts")
     from flows.predict import predict_flow
 
-    result = predict_flow(cli.model, cli.input, cli.output, text_column=cli.text_column, batch_size=cli.batch_size)
+    scale = _scale_out(vars(cli))
+    result = predict_flow(cli.model, cli.input, cli.output, text_column=cli.text_column, batch_size=cli.batch_size,
+                          **scale)
     print(f"predicted {result['rows']} rows in {result['seconds']:.2f} s -> {result['output_data']}")
     return 0
 

@@ -1,14 +1,22 @@
-"""`predict_flow`: batch inference with a trained SetFit model, written to Parquet."""
+"""`predict_flow`: batch inference with a trained SetFit model, written to Parquet.
+
+With ``task_runner="dask"`` the input is sharded over a Dask cluster: one task per shard writes a
+Parquet part beside the output, one task merges them into the output (same file, schema and rows).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, unmapped
+from prefect.futures import wait
 from prefect.runtime import flow_run
 
 from setfit_core.pipeline import dataset_label
+from tasks.dask_runner import ScaleOut, TaskRunnerName
 from tasks.predict import predict_task
+from tasks.predict_shards import merge_predictions_task, plan_predict_shards_task, predict_shard_task
+from tasks.shards import remove_parts_task
 
 
 def _flow_run_name() -> str:
@@ -23,14 +31,48 @@ def predict_flow(
     text_column: str = "text",
     batch_size: int = 64,
     storage_options: dict[str, Any] | None = None,
+    task_runner: TaskRunnerName = "default",
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+    shards: int | None = None,
 ) -> dict[str, Any]:
     """Predict every text of `input_data` (Parquet / CSV / JSONL, local or ``s3://``) into `output_data`.
 
     `model`: a model directory (e.g. the ``model_uri`` a `train_pipeline` run returns, local or S3; a
     pipeline model stage is verified against its manifest first). Output columns: ``text``,
     ``predicted_label``, ``predicted_id``, ``probabilities``.
+
+    ``task_runner="dask"`` shards the rows over a local Dask cluster of `dask_workers` processes
+    (default: one per core) or the scheduler at `dask_address`; `shards` defaults to one per worker.
     """
-    return predict_task(model, input_data, output_data, text_column, batch_size, storage_options)
+    scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()  # before any work
+    if not scale.sharded:
+        return predict_task(model, input_data, output_data, text_column, batch_size, storage_options)
+    return sharded_predict.with_options(task_runner=scale.task_runner_instance())(
+        model, input_data, output_data, text_column, batch_size, storage_options, scale.shards)
+
+
+@flow(name="setfit-predict-sharded", flow_run_name=_flow_run_name, persist_result=False)
+def sharded_predict(
+    model: str,
+    input_data: str,
+    output_data: str,
+    text_column: str = "text",
+    batch_size: int = 64,
+    storage_options: dict[str, Any] | None = None,
+    shards: int | None = None,
+) -> dict[str, Any]:
+    """`predict_flow` on this flow's task runner (Dask): one task per shard, then one merge task."""
+    work = plan_predict_shards_task(input_data, output_data, shards, text_column, storage_options)
+    try:
+        parts = predict_shard_task.map(unmapped(model), unmapped(input_data), work["shards"],
+                                       unmapped(text_column), unmapped(batch_size), unmapped(storage_options))
+        wait(parts)  # all shards settle before `finally` removes their prefix (a late one would re-create it)
+        # .result() raises a failed shard's error; handing failed futures to the merge task would only
+        # leave it NotReady and let this flow end "Completed" without output.
+        return merge_predictions_task(parts.result(), output_data, model, storage_options)
+    finally:  # merged or failed, the parts are never needed again
+        remove_parts_task(work["prefix"], storage_options)
 
 
 if __name__ == "__main__":
@@ -42,5 +84,11 @@ if __name__ == "__main__":
     parser.add_argument("input_data")
     parser.add_argument("output_data")
     parser.add_argument("--text-column", default="text")
+    parser.add_argument("--task-runner", choices=["default", "dask"], default="default")
+    parser.add_argument("--dask-address", help="an existing scheduler, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--dask-workers", type=int, help="workers of the local cluster (default: one per core)")
+    parser.add_argument("--shards", type=int, help="default: one per worker")
     cli = parser.parse_args()
-    print(json.dumps(predict_flow(cli.model, cli.input_data, cli.output_data, cli.text_column), indent=2))
+    result = predict_flow(cli.model, cli.input_data, cli.output_data, cli.text_column, task_runner=cli.task_runner,
+                          dask_address=cli.dask_address, dask_workers=cli.dask_workers, shards=cli.shards)
+    print(json.dumps(result, indent=2))

@@ -2,6 +2,10 @@
 
     plan -> pairs -> body -> embeddings -> head -> evaluation -> export
 
+With ``task_runner="dask"`` the embeddings stage runs as a subflow on a `DaskTaskRunner` (a local
+cluster, or the scheduler at ``dask_address``): one task per shard, each writing a Parquet part under
+the artifacts root, then one task publishes the stage. The stage key does not depend on sharding.
+
 Every stage is reused when the artifact store holds a verified copy under its key (a content hash
 of its config, parents, data and library versions), so a head-only change (e.g. ``head_params``)
 reruns only head, evaluation and export. Run it with no server (Prefect's ephemeral API):
@@ -15,19 +19,28 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from prefect import flow
+from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import wait
 from prefect.runtime import flow_run
 
 from setfit_core.pipeline import DEFAULT_MODEL, PipelineJob, dataset_label
 from setfit_core.pipeline.report import metric_rows, summary_markdown
 from tasks.body import body_task
+from tasks.dask_runner import ScaleOut, TaskRunnerName
+from tasks.embedding_shards import (
+    assemble_embeddings_task,
+    embedding_shard_task,
+    find_embeddings_task,
+    plan_embedding_shards_task,
+)
 from tasks.embeddings import embeddings_task
 from tasks.evaluation import evaluation_task
 from tasks.export import export_task
 from tasks.head import head_task
 from tasks.pairs import pairs_task
 from tasks.plan import plan_task
+from tasks.shards import remove_parts_task
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "matthews_correlation"]
 
@@ -53,6 +66,10 @@ def train_pipeline(
     metric: Metric = "accuracy",
     metric_kwargs: dict[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
+    task_runner: TaskRunnerName = "default",
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+    shards: int | None = None,
 ) -> dict[str, Any]:
     """Train a SetFit model in stages under `artifacts_root` (a directory or ``s3://bucket/prefix``).
 
@@ -61,7 +78,13 @@ def train_pipeline(
     (e.g. ``{"num_iterations": 20, "seed": 0}``). `head_params`: LogisticRegression parameters, or
     SetFitHead ones with `use_differentiable_head`. `storage_options` go to s3fs (prefer AWS_* env
     vars for credentials: flow parameters are visible in the UI).
+
+    Scaling out: ``task_runner="dask"`` shards the embeddings stage over a Dask cluster: a local one
+    with `dask_workers` worker processes (default: one per core), or the scheduler at `dask_address`
+    (e.g. ``"tcp://10.0.0.5:8786"``). `shards` defaults to the number of workers. Workers on other
+    machines share files only through `artifacts_root`, so use an ``s3://`` root there.
     """
+    scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()
     job = PipelineJob.from_dict({
         "train_data": train_data, "artifacts_root": artifacts_root, "model": model, "args": args,
         "head_params": head_params, "eval_data": eval_data, "test_data": test_data,
@@ -71,12 +94,37 @@ def train_pipeline(
     plan = plan_task(job)
     stages = {"pairs": pairs_task(job, plan)}
     stages["body"] = body_task(job, plan, stages["pairs"])
-    stages["embeddings"] = embeddings_task(job, plan, stages["body"])
+    stages["embeddings"] = _embeddings(job, plan, stages["body"], scale)
     stages["head"] = head_task(job, plan, stages["embeddings"], stages["body"])
     if "evaluation" in plan["keys"]:  # only with eval_data or test_data
         stages["evaluation"] = evaluation_task(job, plan, stages["head"], stages["embeddings"])
     stages["model"] = export_task(job, plan, stages["head"], stages["body"])
     return _report(plan["dataset"], stages)
+
+
+def _embeddings(job: dict[str, Any], plan: dict[str, Any], body: dict[str, Any], scale: ScaleOut) -> dict[str, Any]:
+    """In this process, or sharded on Dask; a verified stage is reused either way (its key ignores sharding)."""
+    if not scale.sharded:
+        return embeddings_task(job, plan, body)
+    reused = find_embeddings_task(job, plan, body)  # a stage that is done starts no cluster
+    runner = scale.task_runner_instance()
+    return reused or sharded_embeddings.with_options(task_runner=runner)(job, plan, body, scale.shards)
+
+
+@flow(name="setfit-embeddings-sharded", flow_run_name="embeddings-{plan[dataset]}-{plan[keys][embeddings]:.8}",
+      persist_result=False)
+def sharded_embeddings(
+    job: dict[str, Any], plan: dict[str, Any], body: dict[str, Any], shards: int | None = None
+) -> dict[str, Any]:
+    """The embeddings stage on this flow's task runner (Dask): one task per shard, then one assemble task."""
+    work = plan_embedding_shards_task(job, plan, shards)
+    try:
+        parts = embedding_shard_task.map(unmapped(job), unmapped(plan), unmapped(body), work["shards"])
+        wait(parts)  # all shards settle before `finally` removes their prefix (a late one would re-create it)
+        # .result() raises a failed shard's error (failed futures would leave the assemble task NotReady).
+        return assemble_embeddings_task(job, plan, body, parts.result())
+    finally:  # published or failed, the parts are never needed again
+        remove_parts_task(work["prefix"], job["storage_options"])
 
 
 def _report(dataset: str, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -106,7 +154,13 @@ if __name__ == "__main__":
     parser.add_argument("--test-data")
     parser.add_argument("--args", type=json.loads, default={}, help='TrainingArguments as JSON, e.g. \'{"seed": 0}\'')
     parser.add_argument("--head-params", type=json.loads, default={}, help='e.g. \'{"C": 0.5}\'')
+    parser.add_argument("--task-runner", choices=["default", "dask"], default="default")
+    parser.add_argument("--dask-address", help="an existing scheduler, e.g. tcp://10.0.0.5:8786")
+    parser.add_argument("--dask-workers", type=int, help="workers of the local cluster (default: one per core)")
+    parser.add_argument("--shards", type=int, help="default: one per worker")
     cli = parser.parse_args()
     result = train_pipeline(train_data=cli.train_data, artifacts_root=cli.artifacts_root, eval_data=cli.eval_data,
-                            test_data=cli.test_data, args=cli.args, head_params=cli.head_params)
+                            test_data=cli.test_data, args=cli.args, head_params=cli.head_params,
+                            task_runner=cli.task_runner, dask_address=cli.dask_address,
+                            dask_workers=cli.dask_workers, shards=cli.shards)
     print(json.dumps(result, indent=2))

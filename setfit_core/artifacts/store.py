@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import fsspec
 
@@ -30,16 +31,28 @@ from setfit_core.artifacts.keys import (
     validate_stage_name,
 )
 from setfit_core.artifacts.manifest import MANIFEST_NAME, Manifest, validate_relpath
+from setfit_core.artifacts.retry import RetryPolicy, StorageUnavailableError
 from setfit_core.artifacts.stagedir import StageWriter
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# storage_options / client_kwargs entries and environment variables that hold S3 secrets: their
+# values are cut out of any remote error text before it is logged or raised.
+_SECRET_OPTIONS = ("key", "secret", "token", "username", "password",
+                   "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+_SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_SIGNED_QUERY = re.compile(r"(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+", re.IGNORECASE)
 
 
 class ArtifactStore:
     """Content-addressed stage storage under a local directory or ``s3://bucket/prefix``.
 
     S3 credentials come from the usual AWS environment/config; ``storage_options`` go
-    to s3fs unchanged (e.g. ``{"endpoint_url": ...}``; ``AWS_ENDPOINT_URL`` also works).
+    to s3fs (e.g. ``{"endpoint_url": ...}``; ``AWS_ENDPOINT_URL`` also works). Remote calls
+    that fail transiently (connection refused or dropped, timeout, 5xx) are tried
+    ``retry_attempts`` times in all, waiting ``retry_base_delay_s``, then double that, between.
     """
 
     def __init__(
@@ -47,16 +60,19 @@ class ArtifactStore:
         root: str | os.PathLike[str],
         storage_options: dict[str, Any] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        retry_attempts: int = 4,
+        retry_base_delay_s: float = 0.5,
     ) -> None:
         self.root, self._scheme = _normalize_root(root)
-        options = dict(storage_options or {})
-        if self._scheme == "s3":
-            # s3fs caches instances keyed on these options only, so a cached client could
-            # still point at an old AWS_ENDPOINT_URL or a closed event loop.
-            options.setdefault("skip_instance_cache", True)
-            # Other processes publish stages; a cached listing would hide them.
-            options.setdefault("use_listings_cache", False)
+        self._retry = RetryPolicy(retry_attempts, retry_base_delay_s)
+        options = _s3_defaults(storage_options or {}) if self._scheme == "s3" else dict(storage_options or {})
+        self._secrets = _secret_values(options) if self._scheme == "s3" else ()
         self._fs, base = fsspec.core.url_to_fs(self.root, **options)
+        if self._scheme == "s3":
+            # s3fs retries dropped connections and read timeouts itself (5 tries, 15 s read timeout
+            # each; a class attribute, no option): under our retries that would multiply into
+            # minutes against a dead endpoint. retry_attempts is the one knob.
+            self._fs.retries = 1
         self._base = base.rstrip("/")
         self._cache_root = Path(cache_dir) if cache_dir else _default_cache_root(self.root)
 
@@ -90,7 +106,9 @@ class ArtifactStore:
     def verify(self, manifest: Manifest) -> list[str]:
         """Problems with a stored stage (empty when every file matches its manifest)."""
         stage_dir = self._stage_path(manifest.stage, manifest.key)
-        return stagedir.key_problems(manifest) + stagedir.check_files(self._fs, stage_dir, manifest.files)
+        uri = self.stage_uri(manifest.stage, manifest.key)
+        files = self._remote(lambda: stagedir.check_files(self._fs, stage_dir, manifest.files), f"verify stage {uri}")
+        return stagedir.key_problems(manifest) + files
 
     def local_path(self, stage: str, key: str) -> Path:
         """A local directory holding a verified stage's files (downloaded for S3)."""
@@ -186,8 +204,10 @@ class ArtifactStore:
         try:
             if self.is_local:
                 Path(self._base).mkdir(parents=True, exist_ok=True)
-            self._fs.pipe_file(probe, b"")
-            self._fs.rm_file(probe)
+            self._remote(lambda: self._fs.pipe_file(probe, b""), f"write to {self.root}")
+            self._remote(lambda: self._fs.rm_file(probe), f"write to {self.root}")
+        except StorageUnavailableError:
+            raise  # unreachable, not unwritable: its message already says so
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             raise PermissionError(
@@ -198,13 +218,12 @@ class ArtifactStore:
     def delete_stage(self, stage: str, key: str) -> None:
         """Remove a stage: manifest first, so a half-deleted stage is never trusted."""
         path = self._stage_path(stage, key)
-        if self._fs.exists(f"{path}/{MANIFEST_NAME}"):
-            self._fs.rm_file(f"{path}/{MANIFEST_NAME}")
         if self.is_local:
+            if os.path.exists(f"{path}/{MANIFEST_NAME}"):
+                os.remove(f"{path}/{MANIFEST_NAME}")
             stagedir.remove_tree(Path(path))
             return
-        if objects := self._fs.find(path):
-            self._fs.rm(objects)
+        self._remote(lambda: self._delete_objects(path), f"delete stage {self.stage_uri(stage, key)}")
         stagedir.remove_tree(self._cache_path(stage, key))
 
     def cleanup_temp(self, older_than_s: float = 3600) -> list[Path]:
@@ -224,9 +243,18 @@ class ArtifactStore:
     def _cache_path(self, stage: str, key: str) -> Path:
         return self._cache_root / validate_stage_name(stage) / validate_key(key)
 
+    def _remote(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()``, retried on transient S3 errors (see ``RetryPolicy``); local calls run once."""
+        return fn() if self.is_local else self._retry.call(fn, what, self._redact)
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return _SIGNED_QUERY.sub(r"\1***", text)
+
     def _names(self, path: str) -> list[str]:
         try:
-            entries = self._fs.ls(path, detail=False)
+            entries = self._remote(lambda: self._fs.ls(path, detail=False), f"list {self.root}")
         except (FileNotFoundError, NotADirectoryError):
             return []
         return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries]
@@ -235,7 +263,8 @@ class ArtifactStore:
         """Parse a stage's manifest without checking files; warn if it is corrupt."""
         source = f"{self.stage_uri(stage, key)}/{MANIFEST_NAME}"
         try:
-            text = self._fs.cat_file(f"{self._stage_path(stage, key)}/{MANIFEST_NAME}")
+            path = f"{self._stage_path(stage, key)}/{MANIFEST_NAME}"
+            text = self._remote(lambda: self._fs.cat_file(path), f"read {source}")
             return Manifest.from_json(text, expected_stage=stage, expected_key=key, source=source)
         except FileNotFoundError:
             return None
@@ -263,21 +292,38 @@ class ArtifactStore:
         """Data files first, manifest last: an interrupted upload is never trusted."""
         prefix = self._stage_path(manifest.stage, manifest.key)
         manifest_path = f"{prefix}/{MANIFEST_NAME}"
-        if self._fs.exists(manifest_path):  # an unverifiable one; un-publish it first
+        what = f"upload stage {self.stage_uri(manifest.stage, manifest.key)}"
+        self._remote(lambda: self._unpublish(prefix, manifest), what)
+        for entry in manifest.files:
+            source, target = str(local_dir / entry.path), f"{prefix}/{entry.path}"
+            # Bind per iteration: a retry must upload this file, not the loop's last one.
+            self._remote(lambda s=source, t=target: self._fs.put_file(s, t), what)
+        self._remote(lambda: self._fs.pipe_file(manifest_path, manifest.to_json().encode("utf-8")), what)
+
+    def _delete_objects(self, path: str) -> None:
+        manifest_path = f"{path}/{MANIFEST_NAME}"
+        if self._fs.exists(manifest_path):
+            self._fs.rm_file(manifest_path)
+        if objects := self._fs.find(path):
+            self._fs.rm(objects)
+
+    def _unpublish(self, prefix: str, manifest: Manifest) -> None:
+        """Remove an unverifiable manifest, then objects an earlier partial upload left behind."""
+        manifest_path = f"{prefix}/{MANIFEST_NAME}"
+        if self._fs.exists(manifest_path):
             self._fs.rm_file(manifest_path)
         wanted = {f"{prefix}/{entry.path}" for entry in manifest.files}
         if stale := [p for p in self._fs.find(prefix) if p not in wanted]:
-            self._fs.rm(stale)  # left by an earlier partial upload
-        for entry in manifest.files:
-            self._fs.put_file(str(local_dir / entry.path), f"{prefix}/{entry.path}")
-        self._fs.pipe_file(manifest_path, manifest.to_json().encode("utf-8"))
+            self._fs.rm(stale)
 
     def _download(self, manifest: Manifest, dest: Path) -> None:
         """Fetch a stage's files into ``dest``, then check them against the manifest."""
         prefix = self._stage_path(manifest.stage, manifest.key)
+        what = f"download stage {self.stage_uri(manifest.stage, manifest.key)}"
         for entry in manifest.files:
-            (dest / entry.path).parent.mkdir(parents=True, exist_ok=True)
-            self._fs.get_file(f"{prefix}/{entry.path}", str(dest / entry.path))
+            source, target = f"{prefix}/{entry.path}", dest / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._remote(lambda s=source, t=target: self._fs.get_file(s, str(t)), what)
         problems = stagedir.key_problems(manifest)
         problems += stagedir.check_files(stagedir.LOCAL_FS, str(dest), manifest.files)
         if problems:
@@ -285,6 +331,30 @@ class ArtifactStore:
             logger.warning("stage %s did not verify on download: %s", uri, "; ".join(problems))
             raise FileNotFoundError(f"no verified stage at {uri}: {'; '.join(problems)}")
         (dest / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+
+
+def _s3_defaults(storage_options: dict[str, Any]) -> dict[str, Any]:
+    """s3fs options with our defaults filled in; a value the user gave always wins."""
+    options = dict(storage_options)
+    # s3fs caches instances keyed on these options only, so a cached client could
+    # still point at an old AWS_ENDPOINT_URL or a closed event loop.
+    options.setdefault("skip_instance_cache", True)
+    # Other processes publish stages; a cached listing would hide them.
+    options.setdefault("use_listings_cache", False)
+    config = dict(options.get("config_kwargs") or {})
+    # botocore's own retries (legacy mode: 5 tries with backoff, ~8 s for a refused connection)
+    # would run inside each of ours; ArtifactStore retries whole calls instead.
+    config.setdefault("retries", {"total_max_attempts": 1})
+    options["config_kwargs"] = config
+    return options
+
+
+def _secret_values(options: dict[str, Any]) -> tuple[str, ...]:
+    """Credential strings that could appear in a remote error, longest first (so none is cut in half)."""
+    sources = [options, options.get("client_kwargs") or {}]
+    values = {str(source[name]) for source in sources for name in _SECRET_OPTIONS if source.get(name)}
+    values |= {os.environ[name] for name in _SECRET_ENV if os.environ.get(name)}
+    return tuple(sorted(values, key=len, reverse=True))
 
 
 def _normalize_root(root: str | os.PathLike[str]) -> tuple[str, str]:

@@ -1,9 +1,15 @@
 """Stage 3, embeddings: the trained body encodes every distinct text of every split once.
 
 ``embeddings.parquet`` has one row per data row (``split``, ``row``, ``text_sha256``, ``label``,
-``embedding`` as fixed-size list<float32>), written one row group per encoded batch, so memory is
-bounded by a batch plus the vectors of texts that occur again later (kept only until their last
-occurrence). ``labels.json`` says what the class ids mean, so the head stage needs nothing else.
+``embedding`` as fixed-size list<float32>), written one row group per 512 rows, so memory is
+bounded by a chunk of vectors plus those of texts that occur again later (kept only until their
+last occurrence). ``labels.json`` says what the class ids mean, so the head stage needs nothing else.
+
+Encoding is cut into chunks of `ENCODE_CHUNK` distinct texts in first-occurrence order, one
+``model.encode`` call each. The chunks depend on the data alone, so a sharded run (``shards.py``:
+each shard encodes a range of chunks into a Parquet part) makes exactly the calls the unsharded run
+makes and yields bitwise the same vectors (SentenceTransformer.encode sorts a call's texts by
+length and pads per batch, so a different cut could change the last bits).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,10 @@ from setfit_core.pipeline.results import ProgressFn, StageResult, find_or_comput
 EMBEDDINGS_FILE = "embeddings.parquet"
 LABELS_FILE = "labels.json"
 ROWS_PER_GROUP = 512
+ENCODE_CHUNK = 512  # distinct texts per model.encode call; also the unit that shards split
+
+# {text_sha256: vector} of one chunk of distinct texts
+Chunk = dict[str, np.ndarray]
 
 
 def schema(dim: int) -> pa.Schema:
@@ -55,66 +65,117 @@ def run_embeddings(
     device: str | None = None,
 ) -> StageResult:
     def compute(writer: StageWriter) -> None:
-        if data.hashes != spec.inputs:
-            raise RuntimeError("the data differs from what this embeddings stage was planned with; rerun")
-        # Encoded exactly as SetFitModel.encode does at prediction time.
-        model = SetFitModel(load_body(str(parent_dir(store, spec, "body")), device=device))
-        counts = write_embeddings(writer.dir / EMBEDDINGS_FILE, model, data, batch_size, progress)
-        labels = {"labels": data.labels, "num_classes": data.num_classes}
-        (writer.dir / LABELS_FILE).write_text(json.dumps(labels, indent=2), encoding="utf-8")
-        writer.metrics.update(counts, dim=embedding_dimension(model.model_body))
+        model = load_encoder(store, spec, data, device)
+        distinct = distinct_texts(data)
+        chunks = encode_chunks(model, distinct, range(chunk_count(len(distinct))), batch_size)
+        dim = embedding_dimension(model.model_body)
+        write_stage_files(writer, data, chunks, dim, progress)
 
     return find_or_compute(store, spec, compute)
 
 
-class _OnceEncoder:
-    """Encodes each distinct text once; keeps a vector only while a later row still needs it."""
+def load_encoder(store: ArtifactStore, spec: StageSpec, data: PipelineData, device: str | None) -> SetFitModel:
+    """The body stage as a `SetFitModel`, after checking `data` is what the stage was planned with."""
+    if data.hashes != spec.inputs:
+        raise RuntimeError("the data differs from what this embeddings stage was planned with; rerun")
+    # Encoded exactly as SetFitModel.encode does at prediction time.
+    return SetFitModel(load_body(str(parent_dir(store, spec, "body")), device=device))
 
-    def __init__(self, model: SetFitModel, hashes: list[str], batch_size: int) -> None:
-        self.model, self.batch_size = model, batch_size
+
+def write_stage_files(
+    writer: StageWriter, data: PipelineData, chunks: Iterator[Chunk], dim: int, progress: ProgressFn | None
+) -> None:
+    """``embeddings.parquet``, ``labels.json`` and the stage metrics, from the chunks in order."""
+    counts = write_embeddings(writer.dir / EMBEDDINGS_FILE, data, chunks, dim, progress)
+    labels = {"labels": data.labels, "num_classes": data.num_classes}
+    (writer.dir / LABELS_FILE).write_text(json.dumps(labels, indent=2), encoding="utf-8")
+    writer.metrics.update(counts, dim=dim)
+
+
+def split_hashes(data: PipelineData) -> dict[str, list[str]]:
+    return {name: [text_sha256(t) for t in split.texts] for name, split in data.splits.items()}
+
+
+def distinct_texts(data: PipelineData) -> list[tuple[str, str]]:
+    """(sha256, text) of every distinct text, in order of first occurrence over the splits in order."""
+    seen: dict[str, str] = {}
+    for split in data.splits.values():
+        for text in split.texts:
+            seen.setdefault(text_sha256(text), text)
+    return list(seen.items())
+
+
+def chunk_count(distinct: int) -> int:
+    return -(-distinct // ENCODE_CHUNK)
+
+
+def encode_chunks(
+    model: SetFitModel, distinct: list[tuple[str, str]], chunks: Iterable[int], batch_size: int
+) -> Iterator[Chunk]:
+    """Vectors of the given chunks of `distinct`, one ``model.encode`` call per chunk."""
+    for index in chunks:
+        block = distinct[index * ENCODE_CHUNK : (index + 1) * ENCODE_CHUNK]
+        vectors = np.asarray(model.encode([t for _, t in block], batch_size=batch_size), dtype=np.float32)
+        yield dict(zip((h for h, _ in block), vectors, strict=True))
+
+
+class _ChunkedVectors:
+    """Row vectors from chunks of distinct texts; keeps a vector only while a later row still needs it.
+
+    Chunks come in first-occurrence order, so a row's vector is in a chunk already read or the next one.
+    """
+
+    def __init__(self, chunks: Iterator[Chunk], hashes: list[str]) -> None:
+        self.chunks = chunks
         self.remaining = Counter(hashes)
         self.kept: dict[str, np.ndarray] = {}
-        self.encoded = 0
+        self.distinct = 0
 
-    def vectors(self, texts: list[str], hashes: list[str]) -> np.ndarray:
-        todo = {h: t for t, h in zip(texts, hashes, strict=True) if h not in self.kept}
-        vectors = self.model.encode(list(todo.values()), batch_size=self.batch_size) if todo else []
-        fresh = dict(zip(todo, vectors, strict=True))
-        self.encoded += len(todo)
-        out = np.stack([fresh[h] if h in fresh else self.kept[h] for h in hashes]).astype(np.float32)
+    def vectors(self, hashes: list[str]) -> np.ndarray:
+        for h in hashes:
+            while h not in self.kept:
+                chunk = next(self.chunks, None)
+                if chunk is None:
+                    raise RuntimeError(f"no vector for text {h[:12]}: the chunks do not cover the data; rerun")
+                self.kept.update(chunk)
+                self.distinct += len(chunk)
+        out = np.stack([self.kept[h] for h in hashes]).astype(np.float32, copy=False)
         for h in hashes:
             self.remaining[h] -= 1
-        self.kept.update((h, v) for h, v in fresh.items() if self.remaining[h] > 0)
-        for h in hashes:
             if self.remaining[h] == 0:
-                self.kept.pop(h, None)
+                del self.kept[h]
         return out
 
 
 def write_embeddings(
-    path: Path, model: SetFitModel, data: PipelineData, batch_size: int, progress: ProgressFn | None
+    path: Path, data: PipelineData, chunks: Iterator[Chunk], dim: int, progress: ProgressFn | None
 ) -> dict[str, Any]:
-    hashes = {name: [text_sha256(t) for t in split.texts] for name, split in data.splits.items()}
-    encoder = _OnceEncoder(model, [h for hs in hashes.values() for h in hs], batch_size)
+    hashes = split_hashes(data)
+    source = _ChunkedVectors(chunks, [h for hs in hashes.values() for h in hs])
     total, done = sum(len(s) for s in data.splits.values()), 0
-    dim = embedding_dimension(model.model_body)
     with pq.ParquetWriter(path, schema(dim)) as writer:
         for name, split in data.splits.items():
             for start in range(0, len(split), ROWS_PER_GROUP):  # row groups never mix splits
                 stop = min(start + ROWS_PER_GROUP, len(split))
-                vectors = encoder.vectors(split.texts[start:stop], hashes[name][start:stop])
-                writer.write_table(pa.table({
-                    "split": pa.array([name] * (stop - start), pa.string()),
-                    "row": pa.array(np.arange(start, stop), pa.int64()),
-                    "text_sha256": pa.array(hashes[name][start:stop], pa.string()),
-                    "label": pa.array(split.label_ids[start:stop], pa.int64()),
-                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
-                }, schema=schema(dim)))
+                vectors = source.vectors(hashes[name][start:stop])
+                writer.write_table(_rows_table(name, start, stop, hashes[name], split.label_ids, vectors, dim))
                 done += stop - start
                 if progress is not None:
                     progress(done, total, f"embedding {name}")
     rows = {f"rows_{name}": len(split) for name, split in data.splits.items()}
-    return {**rows, "texts_encoded": encoder.encoded}
+    return {**rows, "texts_encoded": source.distinct}
+
+
+def _rows_table(
+    name: str, start: int, stop: int, hashes: list[str], label_ids: Any, vectors: np.ndarray, dim: int
+) -> pa.Table:
+    return pa.table({
+        "split": pa.array([name] * (stop - start), pa.string()),
+        "row": pa.array(np.arange(start, stop), pa.int64()),
+        "text_sha256": pa.array(hashes[start:stop], pa.string()),
+        "label": pa.array(label_ids[start:stop], pa.int64()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+    }, schema=schema(dim))
 
 
 def iter_split(stage_dir: Path, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:

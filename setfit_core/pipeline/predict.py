@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -61,29 +61,29 @@ def iter_texts(uri: str, text_column: str, rows: int, storage_options: Mapping[s
             raise FileNotFoundError(f"input_data {uri!r} does not exist")
         with fs.open(path, "rb") as fileobj:
             parquet = pq.ParquetFile(fileobj)
-            _check_column(parquet.schema_arrow.names, text_column, uri)
+            check_column(parquet.schema_arrow.names, text_column, uri)
             for batch in parquet.iter_batches(batch_size=rows, columns=[text_column]):
                 yield batch.column(0).to_pylist()
         return
     columns = read_columns(uri, "input_data", storage_options)
-    _check_column(list(columns), text_column, uri)
+    check_column(list(columns), text_column, uri)
     texts = columns[text_column]
     for start in range(0, len(texts), rows):
         yield texts[start : start + rows]
 
 
-def _check_column(names: list[str], text_column: str, uri: str) -> None:
+def check_column(names: list[str], text_column: str, uri: str) -> None:
     if text_column not in names:
         raise ValueError(f"input_data {uri!r} has no column {text_column!r}; found {names}. Pass text_column=...")
 
 
-def _check_texts(texts: list, offset: int, uri: str) -> None:
+def check_texts(texts: list, offset: int, uri: str) -> None:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise ValueError(f"input_data {uri!r} row {offset + i} is {text!r}; every text must be a string")
 
 
-def _predictions(model: SetFitModel, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def predictions(model: SetFitModel, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(class ids, probabilities): one encoding pass, the class is the most probable one."""
     probs = np.asarray(model.predict_proba(texts, batch_size=batch_size, as_numpy=True), dtype=np.float32)
     ids = probs.argmax(axis=1)
@@ -105,16 +105,27 @@ def predict_to_parquet(
     """Predict every text of `input_data` with `model`; returns rows, seconds and the output URI."""
     started = time.perf_counter()
     with fetch_model(model, storage_options) as location:
-        loaded = SetFitModel.from_pretrained(location, device=device)
-        if loaded.multi_label:
-            raise ValueError(f"model {model!r} is multi-label; batch prediction supports single-label models")
+        loaded = load_predictor(model, location, device)
         fs, path = url_to_fs(output_data, storage_options)
         rows = _write_predictions(loaded, iter_texts(input_data, text_column, rows_per_group, storage_options),
                                   fs, path, batch_size, input_data, progress)
     return {"output_data": output_data, "rows": rows, "seconds": time.perf_counter() - started}
 
 
+def load_predictor(model: str, location: str, device: str | None) -> SetFitModel:
+    """The model at `location` (fetched from `model`), checked to be one batch prediction supports."""
+    loaded = SetFitModel.from_pretrained(location, device=device)
+    if loaded.multi_label:
+        raise ValueError(f"model {model!r} is multi-label; batch prediction supports single-label models")
+    return loaded
+
+
 def _write_predictions(model, batches, fs, path: str, batch_size: int, uri: str, progress: ProgressFn | None) -> int:
+    return write_atomically(fs, path, lambda fileobj: _write_rows(model, batches, fileobj, batch_size, uri, progress))
+
+
+def write_atomically(fs, path: str, write: Callable[[Any], int]) -> int:
+    """`write(fileobj)` into `path` on `fs` so that a failure leaves no half-written file; returns its count."""
     local = "file" in fs.protocol
     # Local output is written beside the target and renamed; an S3 upload is aborted on failure.
     # Either way a failed run leaves no half-written output.
@@ -123,7 +134,7 @@ def _write_predictions(model, batches, fs, path: str, batch_size: int, uri: str,
         fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
     fileobj = fs.open(tmp, "wb")
     try:
-        rows = _write_rows(model, batches, fileobj, batch_size, uri, progress)
+        rows = write(fileobj)
     except BaseException:
         if local:
             fileobj.close()
@@ -141,9 +152,9 @@ def _write_rows(model, batches, fileobj, batch_size: int, uri: str, progress: Pr
     writer, rows = None, 0
     try:
         for texts in batches:
-            _check_texts(texts, rows, uri)
-            ids, probs = _predictions(model, texts, batch_size)
-            table = _table(model, texts, ids, probs)
+            check_texts(texts, rows, uri)
+            ids, probs = predictions(model, texts, batch_size)
+            table = prediction_table(model, texts, ids, probs)
             writer = writer or pq.ParquetWriter(fileobj, table.schema)
             writer.write_table(table)
             rows += len(texts)
@@ -157,7 +168,7 @@ def _write_rows(model, batches, fileobj, batch_size: int, uri: str, progress: Pr
     return rows
 
 
-def _table(model: SetFitModel, texts: list[str], ids: np.ndarray, probs: np.ndarray) -> pa.Table:
+def prediction_table(model: SetFitModel, texts: list[str], ids: np.ndarray, probs: np.ndarray) -> pa.Table:
     labels = [model.labels[i] for i in ids] if model.labels is not None else ids
     return pa.table({
         "text": pa.array(texts, pa.string()),

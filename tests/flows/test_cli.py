@@ -61,6 +61,10 @@ def test_train_from_a_config_file_then_a_head_only_change_from_flags(config_file
     (["predict", "model-dir", "missing.parquet", "out.parquet"], "input 'missing.parquet' does not exist"),
     (["predict", "model-dir", "in.parquet", "out.parquet", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["artifacts", "gc", "no-such-root-dir"], "no-such-root-dir"),
+    (["train", "--train-data", "x.parquet", "--artifacts-root", "a", "--shards", "2"],
+     "shards=2 only applies with task_runner='dask'"),
+    (["train", "--train-data", "x.parquet", "--artifacts-root", "a", "--task-runner", "dask", "--dask-workers", "0"],
+     "dask_workers must be an integer >= 1"),
 ])
 def test_user_errors_exit_2_with_the_value_and_the_fix(argv, message, capsys):
     assert main(argv) == 2

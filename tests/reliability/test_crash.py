@@ -1,0 +1,62 @@
+"""SIGKILL pipeline processes mid-stage; each fresh process reuses what finished and redoes the rest.
+
+One chain of three processes (each start costs ~8 s of imports on 2 cores): killed while training
+the body, then (a fresh process) killed while writing embeddings, then a fresh process that finishes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from setfit_core.artifacts import ArtifactStore
+from tests.reliability.conftest import Child, assert_all_verify, leftovers, wait_for_file
+
+STAGES = ("pairs", "body", "embeddings", "head", "evaluation", "model")
+
+
+def kill_during(stage: str, child: Child, marker: Path) -> dict[str, str]:
+    """SIGKILL `child` once it is inside `stage`; returns the statuses of the stages it finished first."""
+    assert wait_for_file(marker, child).startswith(stage)
+    child.kill()  # SIGKILL: no finally block or atexit runs, the temp dir stays as it was
+    assert child.proc.returncode == -9
+    marker.unlink()
+    return {s: r["status"] for s, r in child.printed()["stages"].items()}
+
+
+def assert_partial(root: Path, store: ArtifactStore, stage: str, partial: list[Path]) -> None:
+    """The killed stage left a temp dir and published nothing, and the store does not see it."""
+    assert [p.parent.name for p in partial] == [stage], f"one temp dir, of the killed {stage} stage: {partial}"
+    assert [p for p in (root / stage).iterdir() if not p.name.startswith(".")] == [], "nothing was published"
+    assert store.list_stages(stage) == []
+
+
+def test_sigkill_during_body_then_during_embeddings_then_rerun(job_file, spawn, tmp_path):
+    job, marker, root = job_file(), tmp_path / "marker", tmp_path / "artifacts"
+    store = ArtifactStore(root)
+
+    done = kill_during("body", spawn(job, "--hang-at", "body", "--marker", str(marker)), marker)
+    assert done == {"pairs": "computed"}
+    body_partial = leftovers(root)
+    assert_partial(root, store, "body", body_partial)
+
+    done = kill_during("embeddings", spawn(job, "--hang-at", "embeddings", "--marker", str(marker)), marker)
+    assert done == {"pairs": "reused", "body": "computed"}, "the rerun redid the body only"
+    embeddings_partial = [p for p in leftovers(root) if p not in body_partial]
+    assert_partial(root, store, "embeddings", embeddings_partial)
+    assert (embeddings_partial[0] / "embeddings.parquet").exists(), "killed while writing embeddings.parquet"
+    snapshot = {p: sorted(q.name for q in p.rglob("*")) for p in leftovers(root)}
+
+    rerun = spawn(job).result()
+    assert {s: r["status"] for s, r in rerun["stages"].items()} == {
+        "pairs": "reused", "body": "reused", "embeddings": "computed", "head": "computed",
+        "evaluation": "computed", "model": "computed"}
+    assert_all_verify(store, rerun["stages"])
+    assert [m.key for m in store.list_stages("embeddings")] == [rerun["stages"]["embeddings"]["key"]]
+    assert {p: sorted(q.name for q in p.rglob("*")) for p in leftovers(root)} == snapshot, (
+        "the partial temp dirs were neither used nor touched"
+    )
+
+    assert sorted(store.cleanup_temp(older_than_s=0)) == sorted(body_partial + embeddings_partial)
+    assert leftovers(root) == []
+    assert_all_verify(store, rerun["stages"])
+    assert {m.stage for m in store.list_stages()} == set(STAGES)
