@@ -23,7 +23,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from setfit_core.artifacts.keys import validate_stage_name
 from setfit_core.artifacts.manifest import Manifest
@@ -119,7 +118,7 @@ class GcPlan:
 class GcResult:
     deleted: tuple[StageInfo, ...]
     skipped: tuple[StageInfo, ...]  # candidates that a stage published since the plan now protects
-    temp_removed: tuple[Path, ...] = ()
+    temp_removed: tuple[str, ...] = ()  # paths, or s3:// URIs of remote leftovers
 
     @property
     def bytes_freed(self) -> int:

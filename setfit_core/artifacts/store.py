@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -226,14 +227,19 @@ class ArtifactStore:
         self._remote(lambda: self._delete_objects(path), f"delete stage {self.stage_uri(stage, key)}")
         stagedir.remove_tree(self._cache_path(stage, key))
 
-    def cleanup_temp(self, older_than_s: float = 3600) -> list[Path]:
-        """Remove temp/trash dirs left by crashed writers; returns what was removed.
+    def cleanup_temp(self, older_than_s: float = 3600) -> list[str]:
+        """Remove what crashed writers left behind; returns the paths / URIs removed.
 
-        Age is the newest mtime inside the directory; choose ``older_than_s`` longer than
-        any stage takes to write, or an in-progress write could be removed.
+        Local: ``.tmp-*`` / ``.trash-*`` dirs. S3: the local cache's temp dirs, plus remote
+        ``.tmp-*`` prefixes (parts of a sharded run) and stage prefixes with no manifest (an upload
+        that never finished). Age is the newest file or object inside; choose ``older_than_s``
+        longer than any stage takes to write, or an in-progress write could be removed.
         """
         base = Path(self._base) if self.is_local else self._cache_root
-        return stagedir.remove_stale_temp(base, older_than_s)
+        removed = [str(path) for path in stagedir.remove_stale_temp(base, older_than_s)]
+        if not self.is_local:
+            removed += self._remove_stale_remote(older_than_s)
+        return removed
 
     # -- internals ----------------------------------------------------------------
 
@@ -242,6 +248,25 @@ class ArtifactStore:
 
     def _cache_path(self, stage: str, key: str) -> Path:
         return self._cache_root / validate_stage_name(stage) / validate_key(key)
+
+    def _remove_stale_remote(self, older_than_s: float) -> list[str]:
+        cutoff, removed = time.time() - older_than_s, []
+        for stage in [n for n in self._names(self._base) if STAGE_NAME_PATTERN.fullmatch(n)]:
+            for name in self._names(f"{self._base}/{stage}"):
+                prefix = f"{self._base}/{stage}/{name}"
+                is_temp = name.startswith(stagedir.TMP_PREFIX)
+                if not is_temp and not (KEY_PATTERN.fullmatch(name) and not self._has_manifest(prefix)):
+                    continue
+                objects = self._remote(lambda p=prefix: self._fs.find(p, detail=True), f"list {self.root}")
+                newest = max((_modified(info) for info in objects.values()), default=0.0)
+                if objects and newest < cutoff:
+                    self._remote(lambda o=list(objects): self._fs.rm(o), f"clean up {self.root}")
+                    logger.info("removed leftover s3://%s (%d objects)", prefix, len(objects))
+                    removed.append(f"s3://{prefix}")
+        return removed
+
+    def _has_manifest(self, prefix: str) -> bool:
+        return self._remote(lambda: self._fs.exists(f"{prefix}/{MANIFEST_NAME}"), f"list {self.root}")
 
     def _remote(self, fn: Callable[[], T], what: str) -> T:
         """``fn()``, retried on transient S3 errors (see ``RetryPolicy``); local calls run once."""
@@ -331,6 +356,12 @@ class ArtifactStore:
             logger.warning("stage %s did not verify on download: %s", uri, "; ".join(problems))
             raise FileNotFoundError(f"no verified stage at {uri}: {'; '.join(problems)}")
         (dest / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """An S3 object's LastModified as a POSIX time (0 when the listing has none)."""
+    value = info.get("LastModified")
+    return value.timestamp() if isinstance(value, datetime) else 0.0
 
 
 def _s3_defaults(storage_options: dict[str, Any]) -> dict[str, Any]:

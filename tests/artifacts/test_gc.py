@@ -238,7 +238,7 @@ def test_stale_temp_dirs_go_only_on_apply(tmp_path):
     plan = plan_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
     assert stale.exists() and plan.temp_older_than == timedelta(hours=1), "older_than=0 must not hit live writers"
     result = apply_gc(store, plan)
-    assert list(result.temp_removed) == [stale] and fresh.exists() and not result.deleted
+    assert list(result.temp_removed) == [str(stale)] and fresh.exists() and not result.deleted
 
 
 def test_gc_with_the_default_age_keeps_fresh_stages(tmp_path):

@@ -248,8 +248,24 @@ def test_cleanup_temp_removes_only_stale_leftovers(tmp_path):
         (leftover / "sub" / "f").write_text("x")
     for p in (stale / "sub" / "f", stale / "sub", stale):
         os.utime(p, (time.time() - 7200, time.time() - 7200))
-    assert store.cleanup_temp(older_than_s=3600) == [stale]
+    assert store.cleanup_temp(older_than_s=3600) == [str(stale)]
     assert fresh.exists() and not stale.exists()
+
+
+def test_cleanup_temp_on_s3_removes_remote_leftovers_but_never_a_stage(s3_root, tmp_path):
+    """Parts of a crashed sharded run (`.tmp-*`) and an upload that never wrote its manifest."""
+    store = ArtifactStore(s3_root, cache_dir=tmp_path / "cache")
+    write_stage(store)
+    fs, stage_dir = raw(store)
+    base = stage_dir.rsplit("/", 2)[0]
+    parts, partial = f"{base}/embeddings/.tmp-{KEY}-shards-ab12", f"{base}/body/{'e' * 64}"
+    fs.pipe_file(f"{parts}/part-00000.parquet", b"part")
+    fs.pipe_file(f"{partial}/model.safetensors", b"half")
+    assert store.cleanup_temp(older_than_s=3600) == []  # too young: could be a run in progress
+    time.sleep(1.1)  # S3 LastModified has one-second resolution
+    assert sorted(store.cleanup_temp(older_than_s=0)) == sorted([f"s3://{parts}", f"s3://{partial}"])
+    assert not fs.find(parts) and not fs.find(partial)
+    assert store.find(STAGE, KEY) is not None
 
 
 def _concurrent_writer(root: str, barrier, results) -> None:

@@ -56,7 +56,7 @@ def test_sigkill_during_body_then_during_embeddings_then_rerun(job_file, spawn, 
         "the partial temp dirs were neither used nor touched"
     )
 
-    assert sorted(store.cleanup_temp(older_than_s=0)) == sorted(body_partial + embeddings_partial)
+    assert sorted(store.cleanup_temp(older_than_s=0)) == sorted(map(str, body_partial + embeddings_partial))
     assert leftovers(root) == []
     assert_all_verify(store, rerun["stages"])
     assert {m.stage for m in store.list_stages()} == set(STAGES)
