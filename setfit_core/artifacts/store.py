@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from typing import IO, Any, TypeVar
 
 import fsspec
 
-from setfit_core.artifacts import stagedir
+from setfit_core.artifacts import s3, stagedir
 from setfit_core.artifacts.keys import (
     KEY_PATTERN,
     STAGE_NAME_PATTERN,
@@ -39,12 +38,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# storage_options / client_kwargs entries and environment variables that hold S3 secrets: their
-# values are cut out of any remote error text before it is logged or raised.
-_SECRET_OPTIONS = ("key", "secret", "token", "username", "password",
-                   "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
-_SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-_SIGNED_QUERY = re.compile(r"(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+", re.IGNORECASE)
 
 
 class ArtifactStore:
@@ -66,8 +59,8 @@ class ArtifactStore:
     ) -> None:
         self.root, self._scheme = _normalize_root(root)
         self._retry = RetryPolicy(retry_attempts, retry_base_delay_s)
-        options = _s3_defaults(storage_options or {}) if self._scheme == "s3" else dict(storage_options or {})
-        self._secrets = _secret_values(options) if self._scheme == "s3" else ()
+        options = s3.client_options(storage_options or {}) if self._scheme == "s3" else dict(storage_options or {})
+        self._secrets = s3.secret_values(options) if self._scheme == "s3" else ()
         self._fs, base = fsspec.core.url_to_fs(self.root, **options)
         if self._scheme == "s3":
             # s3fs retries dropped connections and read timeouts itself (5 tries, 15 s read timeout
@@ -258,7 +251,7 @@ class ArtifactStore:
                 if not is_temp and not (KEY_PATTERN.fullmatch(name) and not self._has_manifest(prefix)):
                     continue
                 objects = self._remote(lambda p=prefix: self._fs.find(p, detail=True), f"list {self.root}")
-                newest = max((_modified(info) for info in objects.values()), default=0.0)
+                newest = max((s3.modified_time(info) for info in objects.values()), default=0.0)
                 if objects and newest < cutoff:
                     self._remote(lambda o=list(objects): self._fs.rm(o), f"clean up {self.root}")
                     logger.info("removed leftover s3://%s (%d objects)", prefix, len(objects))
@@ -273,9 +266,7 @@ class ArtifactStore:
         return fn() if self.is_local else self._retry.call(fn, what, self._redact)
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _SIGNED_QUERY.sub(r"\1***", text)
+        return s3.redact(text, self._secrets)
 
     def _names(self, path: str) -> list[str]:
         try:
@@ -356,36 +347,6 @@ class ArtifactStore:
             logger.warning("stage %s did not verify on download: %s", uri, "; ".join(problems))
             raise FileNotFoundError(f"no verified stage at {uri}: {'; '.join(problems)}")
         (dest / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-
-
-def _modified(info: dict[str, Any]) -> float:
-    """An S3 object's LastModified as a POSIX time (0 when the listing has none)."""
-    value = info.get("LastModified")
-    return value.timestamp() if isinstance(value, datetime) else 0.0
-
-
-def _s3_defaults(storage_options: dict[str, Any]) -> dict[str, Any]:
-    """s3fs options with our defaults filled in; a value the user gave always wins."""
-    options = dict(storage_options)
-    # s3fs caches instances keyed on these options only, so a cached client could
-    # still point at an old AWS_ENDPOINT_URL or a closed event loop.
-    options.setdefault("skip_instance_cache", True)
-    # Other processes publish stages; a cached listing would hide them.
-    options.setdefault("use_listings_cache", False)
-    config = dict(options.get("config_kwargs") or {})
-    # botocore's own retries (legacy mode: 5 tries with backoff, ~8 s for a refused connection)
-    # would run inside each of ours; ArtifactStore retries whole calls instead.
-    config.setdefault("retries", {"total_max_attempts": 1})
-    options["config_kwargs"] = config
-    return options
-
-
-def _secret_values(options: dict[str, Any]) -> tuple[str, ...]:
-    """Credential strings that could appear in a remote error, longest first (so none is cut in half)."""
-    sources = [options, options.get("client_kwargs") or {}]
-    values = {str(source[name]) for source in sources for name in _SECRET_OPTIONS if source.get(name)}
-    values |= {os.environ[name] for name in _SECRET_ENV if os.environ.get(name)}
-    return tuple(sorted(values, key=len, reverse=True))
 
 
 def _normalize_root(root: str | os.PathLike[str]) -> tuple[str, str]:

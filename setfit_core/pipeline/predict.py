@@ -53,15 +53,26 @@ def _exists(uri: str, storage_options: Mapping[str, Any] | None) -> bool:
     return fs.exists(path)
 
 
+def is_parquet(uri: str) -> bool:
+    return PurePosixPath(uri).suffix.lower() in (".parquet", ".pq")
+
+
+@contextlib.contextmanager
+def open_parquet(uri: str, text_column: str, storage_options: Mapping[str, Any] | None) -> Iterator[pq.ParquetFile]:
+    """A Parquet input, its text column checked (not read: callers stream it or read the footer)."""
+    fs, path = url_to_fs(uri, storage_options)
+    if not fs.exists(path):
+        raise FileNotFoundError(f"input_data {uri!r} does not exist")
+    with fs.open(path, "rb") as fileobj:
+        parquet = pq.ParquetFile(fileobj)
+        check_column(parquet.schema_arrow.names, text_column, uri)
+        yield parquet
+
+
 def iter_texts(uri: str, text_column: str, rows: int, storage_options: Mapping[str, Any] | None) -> Iterator[list]:
     """Lists of texts, `rows` at a time; Parquet is streamed, CSV / JSONL are read whole."""
-    if PurePosixPath(uri).suffix.lower() in (".parquet", ".pq"):
-        fs, path = url_to_fs(uri, storage_options)
-        if not fs.exists(path):
-            raise FileNotFoundError(f"input_data {uri!r} does not exist")
-        with fs.open(path, "rb") as fileobj:
-            parquet = pq.ParquetFile(fileobj)
-            check_column(parquet.schema_arrow.names, text_column, uri)
+    if is_parquet(uri):
+        with open_parquet(uri, text_column, storage_options) as parquet:
             for batch in parquet.iter_batches(batch_size=rows, columns=[text_column]):
                 yield batch.column(0).to_pylist()
         return

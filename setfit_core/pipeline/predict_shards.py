@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -28,8 +27,10 @@ from setfit_core.pipeline.predict import (
     check_column,
     check_texts,
     fetch_model,
+    is_parquet,
     iter_texts,
     load_predictor,
+    open_parquet,
     prediction_table,
     predictions,
     write_atomically,
@@ -41,13 +42,8 @@ logger = logging.getLogger(__name__)
 
 def count_rows(uri: str, text_column: str, storage_options: Mapping[str, Any] | None = None) -> int:
     """Rows of `uri`: from the footer for Parquet, else by reading it (CSV / JSONL have no row count)."""
-    if PurePosixPath(uri).suffix.lower() in (".parquet", ".pq"):
-        fs, path = url_to_fs(uri, storage_options)
-        if not fs.exists(path):
-            raise FileNotFoundError(f"input_data {uri!r} does not exist")
-        with fs.open(path, "rb") as fileobj:
-            parquet = pq.ParquetFile(fileobj)
-            check_column(parquet.schema_arrow.names, text_column, uri)
+    if is_parquet(uri):
+        with open_parquet(uri, text_column, storage_options) as parquet:
             return parquet.metadata.num_rows
     columns = read_columns(uri, "input_data", storage_options)
     check_column(list(columns), text_column, uri)
