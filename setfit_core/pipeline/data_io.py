@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -206,3 +206,23 @@ def dataset_label(uri: str) -> str:
     words = [parts[-2], stem] if stem.lower() in _GENERIC_STEMS and len(parts) > 1 else [stem]
     slug = re.sub(r"[^a-z0-9]+", "-", "-".join(words).lower()).strip("-")
     return slug[:40] or "data"
+
+
+def write_tables(fileobj: Any, tables: Iterable[Any]) -> int:
+    """Stream pyarrow tables into one Parquet file (one row group each, the first one's schema).
+
+    Returns the rows written; 0 when `tables` was empty (then nothing was written: callers decide
+    whether that is an error).
+    """
+    import pyarrow.parquet as pq
+
+    writer, rows = None, 0
+    try:
+        for table in tables:
+            writer = writer or pq.ParquetWriter(fileobj, table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows

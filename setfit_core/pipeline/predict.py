@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.modeling import SetFitModel
-from setfit_core.pipeline.data_io import read_columns, url_to_fs
+from setfit_core.pipeline.data_io import read_columns, url_to_fs, write_tables
 from setfit_core.pipeline.results import ProgressFn
 
 _STAGE_URI = re.compile(r"^(?P<root>.+)/model/(?P<key>[0-9a-f]{64})/?$")
@@ -160,21 +160,18 @@ def write_atomically(fs, path: str, write: Callable[[Any], int]) -> int:
 
 
 def _write_rows(model, batches, fileobj, batch_size: int, uri: str, progress: ProgressFn | None) -> int:
-    writer, rows = None, 0
-    try:
+    def tables() -> Iterator[pa.Table]:
+        rows = 0
         for texts in batches:
             check_texts(texts, rows, uri)
             ids, probs = predictions(model, texts, batch_size)
-            table = prediction_table(model, texts, ids, probs)
-            writer = writer or pq.ParquetWriter(fileobj, table.schema)
-            writer.write_table(table)
+            yield prediction_table(model, texts, ids, probs)
             rows += len(texts)
             if progress is not None:
                 progress(rows, rows, f"predicted {rows} rows")
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
+
+    rows = write_tables(fileobj, tables())
+    if rows == 0:
         raise ValueError(f"input_data {uri!r} has no rows to predict")
     return rows
 

@@ -19,10 +19,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from setfit_core.modeling import SetFitModel
-from setfit_core.pipeline.data_io import read_columns, url_to_fs
+from setfit_core.pipeline.data_io import read_columns, url_to_fs, write_tables
 from setfit_core.pipeline.predict import (
     check_column,
     check_texts,
@@ -114,17 +113,5 @@ def merge_predictions(
     started = time.perf_counter()
     fs, path = url_to_fs(output_data, storage_options)
 
-    def write(fileobj: Any) -> int:
-        writer, rows = None, 0
-        try:
-            for table in iter_parts(parts, storage_options):
-                writer = writer or pq.ParquetWriter(fileobj, table.schema)
-                writer.write_table(table)
-                rows += table.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-        return rows
-
-    rows = write_atomically(fs, path, write)
+    rows = write_atomically(fs, path, lambda fileobj: write_tables(fileobj, iter_parts(parts, storage_options)))
     return {"output_data": output_data, "rows": rows, "seconds": time.perf_counter() - started}

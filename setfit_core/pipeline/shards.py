@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from setfit_core.pipeline.data_io import url_to_fs
+from setfit_core.pipeline.data_io import url_to_fs, write_tables
 
 logger = logging.getLogger(__name__)
 
@@ -75,17 +75,9 @@ def write_part(uri: str, tables: Iterable[pa.Table], storage_options: Mapping[st
     """
     fs, path = url_to_fs(uri, storage_options)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    rows, writer = 0, None
     with fs.open(path, "wb") as fileobj:
-        try:
-            for table in tables:
-                writer = writer or pq.ParquetWriter(fileobj, table.schema)
-                writer.write_table(table)
-                rows += table.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-    if writer is None:
+        rows = write_tables(fileobj, tables)
+    if rows == 0:
         raise ValueError(f"shard part {uri!r} got no rows; every shard must cover at least one unit of work")
     return rows
 
