@@ -1,7 +1,8 @@
 """Quick GPU probe: body-phase time and accuracy, setfit_core vs setfit 1.2.0, in one process.
 
 A development tool beside compare_setfit.py (which isolates every run in its own process). Each
-argument is LIB:DATA:SHOTS:SEED[:field=json...], LIB one of ours, oursnd (no text de-duplication),
+argument is LIB:DATA:SHOTS:SEED[:field=json...] (or [:field=json|field=json] when a value holds a colon),
+LIB one of ours, oursnd (no text de-duplication), ourseager (no CUDA graphs),
 ourstf32, fast (preset="fast"), theirs (setfit 1.2.0). Environment: SETFIT_BENCH_MODEL (model dir),
 SETFIT_BENCH_DATA (folder with <name>/{train,test}.parquet). Prints one JSON line per run:
 
@@ -42,16 +43,19 @@ def theirs(few, te, seed):
     return body, None, pred, pt
 
 for spec in sys.argv[1:]:
-    lib, name, shots, seed, *extra = spec.split(":")
+    lib, name, shots, seed, *rest = spec.split(":", 4)
+    # Fields after the seed: k=json separated by ":" or, when a value holds ":" (a JSON object), by "|".
+    extra = rest[0].split("|" if "|" in rest[0] or "{" in rest[0] else ":") if rest else []
     kw = {}
     for item in extra:
-        k, v = item.split("=")
+        k, v = item.split("=", 1)
         kw[k] = json.loads(v)
     if lib == "fast":
         kw["preset"] = "fast"
     few, te = sample(name, int(shots), int(seed))
     import setfit_core.body_training as bt
     bt.DEDUPLICATE_TEXTS = lib != "oursnd"
+    bt.CUDA_GRAPHS = lib != "ourseager"
     torch.backends.cuda.matmul.allow_tf32 = lib == "ourstf32"
     body, steps, pred, pt = theirs(few, te, int(seed)) if lib == "theirs" else ours(few, te, int(seed), **kw)
     print(json.dumps({"lib": lib, "kw": kw, "data": name, "shots": int(shots), "seed": int(seed), "body_s": round(body, 2), "steps": steps,

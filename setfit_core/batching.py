@@ -39,9 +39,12 @@ class TokenCache:
     def features_for(self, rows: np.ndarray, rows_on_device: torch.Tensor | None = None) -> dict:
         if not self.sliceable:
             return tokenize(self.body, [self.texts[i] for i in rows], self.max_length)
-        width = int(self.lengths[rows].max())
         if rows_on_device is None:
             rows_on_device = torch.as_tensor(rows, device=self.features["attention_mask"].device)
+        return self.features_at(rows_on_device, int(self.lengths[rows].max()))
+
+    def features_at(self, rows_on_device: torch.Tensor, width: int) -> dict:
+        """Inputs of rows (a device tensor) trimmed to `width` tokens; reads nothing back to the host."""
         return {
             k: (v.index_select(0, rows_on_device)[:, :width] if torch.is_tensor(v) and v.dim() == 2 else v)
             for k, v in self.features.items()
@@ -89,6 +92,14 @@ def encode_rows(
     parts = [body(cache.features_for(rows[b]))["sentence_embedding"] for b in buckets]
     position = torch.as_tensor(np.argsort(np.concatenate(buckets)), device=parts[0].device)
     return torch.cat(parts).index_select(0, position)
+
+
+def gathered_loss(loss_fn, embeddings: torch.Tensor, inverse: torch.Tensor, target: torch.Tensor,
+                  num_pairs: int) -> torch.Tensor:
+    """The loss of a step whose distinct texts have `embeddings`; `inverse` maps occurrences to them."""
+    if num_pairs:
+        return loss_fn(embeddings[inverse[:num_pairs]], embeddings[inverse[num_pairs:]], target)
+    return loss_fn(embeddings[inverse], target)
 
 
 @dataclass

@@ -22,13 +22,14 @@ import numpy as np
 import torch
 
 from setfit_core.args import TrainingArguments
-from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, prepare_steps
+from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, gathered_loss, prepare_steps
+from setfit_core.cuda_graphs import GraphedSteps
 from setfit_core.losses import build_loss
 from setfit_core.sampling import (
     PairPlan,
     balanced_per_label,
-    iter_balanced_batches,
     group_steps_per_epoch,
+    iter_balanced_batches,
     iter_group_batches,
     iter_pair_batches,
     make_pairs,
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # Encode each distinct text of a batch once (see the module docstring); False only for A/B measurements.
 DEDUPLICATE_TEXTS = True
+# On a GPU, replay training steps from CUDA graphs (see cuda_graphs.py); False only for A/B measurements.
+CUDA_GRAPHS = True
 # The fast preset's length (tuned on sst2/emotion 8- and 64-shot, see README "fast preset").
 FAST_EPOCHS, FAST_MIN_STEPS, FAST_MAX_STEPS = 25.0, 30, 240
 # On a GPU, reading the loss back every step would stall the host; it is read every this many steps.
@@ -58,6 +61,7 @@ class BodyTrainingResult:
     train_loss: float
     num_pairs: int
     log: list[dict] = field(default_factory=list)
+    graphed_steps: int = 0  # steps replayed from CUDA graphs (GPU only)
 
 
 @dataclass
@@ -99,28 +103,46 @@ def fast_steps(num_texts: int, batch_texts: int) -> int:
     return int(min(FAST_MAX_STEPS, max(FAST_MIN_STEPS, round(FAST_EPOCHS * num_texts / batch_texts))))
 
 
-def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
+def linear_schedule(base_lr: float, warmup: int, total: int) -> Callable[[int], float]:
+    """Learning rate after `step` steps: linear warm-up over `warmup` steps, then linear decay to 0."""
+    def lr_at(step: int) -> float:
         if step < warmup:
-            return step / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
+            return base_lr * step / max(1, warmup)
+        return base_lr * max(0.0, (total - step) / max(1, total - warmup))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return lr_at
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)  # a capturable optimizer's recorded step reads it on the device
+        else:
+            group["lr"] = lr
 
 
 def step_loss(body, loss_fn, cache: TokenCache, step: Step) -> torch.Tensor:
     """Encode each distinct text of the step once; gather its embedding wherever it occurs."""
     split_cost = SPLIT_COST_TOKENS.get(body.device.type, 0)
     embeddings = encode_rows(body, cache, step.rows, split_cost, step.rows_on_device)
-    if step.num_pairs:
-        n = step.num_pairs
-        return loss_fn(embeddings[step.inverse[:n]], embeddings[step.inverse[n:]], step.target)
-    return loss_fn(embeddings[step.inverse], step.target)
+    return gathered_loss(loss_fn, embeddings, step.inverse, step.target, step.num_pairs)
 
 
-def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    # The fused kernel (CPU and CUDA, torch >= 2.4) does the AdamW update in one pass: on MiniLM with
-    # 2 CPU cores it takes the step from ~120 ms to ~25 ms.
+def make_optimizer(params, lr: float, weight_decay: float,
+                   graph_device: torch.device | None = None) -> torch.optim.Optimizer:
+    """AdamW, fused where available; with `graph_device`, one whose step a CUDA graph can record.
+
+    The fused kernel (CPU and CUDA, torch >= 2.4) does the AdamW update in one pass: on MiniLM with
+    2 CPU cores it takes the step from ~120 ms to ~25 ms. A recorded step reads its learning rate
+    from a device tensor, so the schedule can change it between replays.
+    """
+    params = list(params)
+    if graph_device is not None:
+        try:
+            lr_tensor = torch.tensor(float(lr), device=graph_device)
+            return torch.optim.AdamW(params, lr=lr_tensor, weight_decay=weight_decay, fused=True, capturable=True)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            logger.info("no capturable fused AdamW here (%s); training without CUDA graphs", exc)
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):
@@ -147,26 +169,47 @@ def train_body(
     batches = _plan_batches(np.asarray(label_ids), args, loss_fn.kind, args.max_steps, pairs)
     total = batches.total_steps
     cache = TokenCache(body, texts, max_length_of(body, args.max_length))
-    optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0)
-    scheduler = _linear_schedule(optimizer, math.ceil(total * args.warmup_proportion), total)
+    graphs_wanted = CUDA_GRAPHS and body.device.type == "cuda" and cache.sliceable
+    optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0,
+                               graph_device=body.device if graphs_wanted else None)
+    lr_at = linear_schedule(args.body_embedding_learning_rate, math.ceil(total * args.warmup_proportion), total)
     evaluator = _Evaluator.create(body, loss_fn, eval_texts, eval_label_ids, args)
-    amp = _autocast(body.device, args.use_amp)
     logger.info("body training: %d steps, %d pairs, batch size %d", total, batches.num_pairs, args.embedding_batch_size)
 
     body.train()
     started = time.perf_counter()
     with _sparse_vocabulary_grads(body, enabled=body.device.type == "cpu") as sparse_grads:
+        def eager_step(prepared: Step) -> torch.Tensor:
+            with _autocast(body.device, args.use_amp):
+                loss = step_loss(body, loss_fn, cache, prepared)
+            loss.backward()
+            _densify(sparse_grads)
+            torch.nn.utils.clip_grad_norm_(body.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss.detach().float()
+
+        run_step = eager_step
+        graphs = None
+        if graphs_wanted and torch.is_tensor(optimizer.param_groups[0]["lr"]):
+            # Recording under autocast needs its weight cache off (PyTorch's CUDA graph notes).
+            graphs = GraphedSteps(body, loss_fn, cache, optimizer,
+                                  lambda: _autocast(body.device, args.use_amp, cache_enabled=False), eager_step)
+            run_step = graphs.step
         steps = prepare_steps(batches.iterator, batches.kind, np.asarray(label_ids), body.device, DEDUPLICATE_TEXTS)
-        step, loss_sum, log = _run_steps(body, loss_fn, cache, steps, batches.total_steps, args, optimizer,
-                                         scheduler, evaluator, amp, progress, sparse_grads)
+        step, loss_sum, log = _run_steps(body, run_step, steps, total, args, optimizer, lr_at, evaluator, progress)
     body.eval()
     evaluator.restore_best()
-    return BodyTrainingResult(step, time.perf_counter() - started, loss_sum / max(1, step), batches.num_pairs, log)
+    graphed = graphs.replays if graphs is not None else 0
+    if graphs is not None:
+        logger.info("body training: %d of %d steps replayed from %d CUDA graphs", graphed, step, len(graphs.graphs))
+    return BodyTrainingResult(step, time.perf_counter() - started, loss_sum / max(1, step), batches.num_pairs, log,
+                              graphed)
 
 
-def _run_steps(body, loss_fn, cache: TokenCache, steps: Iterator[Step], total: int, args: TrainingArguments,
-               optimizer, scheduler, evaluator, amp, progress: ProgressFn | None,
-               sparse_grads: list) -> tuple[int, float, list[dict]]:
+def _run_steps(body, run_step: Callable[[Step], torch.Tensor], steps: Iterator[Step], total: int,
+               args: TrainingArguments, optimizer, lr_at: Callable[[int], float], evaluator,
+               progress: ProgressFn | None) -> tuple[int, float, list[dict]]:
     """The optimisation loop; returns (steps run, summed loss, log rows)."""
     log, step = [], 0
     loss_sum = torch.zeros((), device=body.device)
@@ -175,20 +218,14 @@ def _run_steps(body, loss_fn, cache: TokenCache, steps: Iterator[Step], total: i
     for prepared in steps:
         if step == total:
             break
+        _set_lr(optimizer, lr_at(step))
         step += 1
-        with amp:
-            loss = step_loss(body, loss_fn, cache, prepared)
-        loss.backward()
-        _densify(sparse_grads)
-        torch.nn.utils.clip_grad_norm_(body.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum += loss.detach().float()
+        loss = run_step(prepared)
+        loss_sum += loss
         if step % read_every and step != total and not _must_read(args, step, total):
             continue  # let the host queue the next step while the device works
-        value = float(loss.detach())
-        _log_step(args, step, total, value, scheduler.get_last_lr()[0], log)
+        value = float(loss)
+        _log_step(args, step, total, value, lr_at(step), log)
         evaluator.maybe_evaluate(step, total, log)
         _maybe_save(body, args, step, total)
         if bar is not None:
@@ -235,9 +272,9 @@ def _densify(weights: list[torch.nn.Parameter]) -> None:
             weight.grad = weight.grad.to_dense()
 
 
-def _autocast(device: torch.device, enabled: bool):
+def _autocast(device: torch.device, enabled: bool, cache_enabled: bool = True):
     dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled, cache_enabled=cache_enabled)
 
 
 def _progress_bar(total: int, show: bool):

@@ -1,0 +1,114 @@
+"""Body training from CUDA graphs (setfit_core/cuda_graphs.py) trains the same model as the eager loop.
+
+GPU only: CI has no CUDA device, so these run on the GPU machine
+(`python -m pytest tests/setfit_core/test_cuda_graphs.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from setfit_core import SetFitModel, TrainingArguments, body_training
+from setfit_core.batching import TokenCache, prepare_steps
+from setfit_core.cuda_graphs import GraphedSteps
+from setfit_core.losses import CosineSimilarityLoss
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
+
+
+def _body_without_dropout(model_dir: str):
+    body = SetFitModel.from_pretrained(model_dir, device="cuda").model_body
+    for module in body.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0  # replays and eager steps then compute the same function
+    return body
+
+
+def _train(model_dir, data, args, graphs: bool, monkeypatch):
+    monkeypatch.setattr(body_training, "CUDA_GRAPHS", graphs)
+    body = _body_without_dropout(model_dir)
+    result = body_training.train_body(body, data["text"], np.asarray(data["label"]), args)
+    return body, result
+
+
+def test_replayed_steps_train_the_same_weights_as_eager_steps(tiny_model_dir, tiny_data, monkeypatch):
+    # 3 epochs of 36 pairs at batch 16: full batches and a partial last batch of 4 pairs, texts of
+    # several lengths, so several step shapes get recorded and some steps still run eagerly.
+    args = TrainingArguments(num_iterations=1, num_epochs=(3, 1), batch_size=(16, 2), seed=0,
+                             show_progress_bar=False, save_strategy="no", sampling_strategy="oversampling")
+    eager_body, eager = _train(tiny_model_dir, tiny_data, args, False, monkeypatch)
+    graph_body, graphed = _train(tiny_model_dir, tiny_data, args, True, monkeypatch)
+    assert eager.graphed_steps == 0
+    assert graphed.steps == eager.steps
+    assert 0 < graphed.graphed_steps < graphed.steps
+    assert graphed.train_loss == pytest.approx(eager.train_loss, rel=1e-3)
+    for (name, a), b in zip(eager_body.named_parameters(), graph_body.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=f"parameter {name} differs")
+
+
+def test_supcon_label_balanced_steps_are_replayed(tiny_model_dir, tiny_data, monkeypatch):
+    args = TrainingArguments(preset="fast", seed=0, show_progress_bar=False, save_strategy="no")
+    eager_body, eager = _train(tiny_model_dir, tiny_data, args, False, monkeypatch)
+    graph_body, graphed = _train(tiny_model_dir, tiny_data, args, True, monkeypatch)
+    assert graphed.graphed_steps > graphed.steps // 2
+    assert graphed.train_loss == pytest.approx(eager.train_loss, rel=1e-3)
+    for a, b in zip(eager_body.parameters(), graph_body.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+class HostReadingLoss(CosineSimilarityLoss):
+    """Reads a value back to the host in forward: allowed eagerly, impossible inside a CUDA graph."""
+
+    def forward(self, emb_1, emb_2, labels):
+        if float(labels.sum()) < 0:
+            raise AssertionError("unreachable")
+        return super().forward(emb_1, emb_2, labels)
+
+
+def test_a_step_that_cannot_be_recorded_trains_eagerly(tiny_model_dir, tiny_data, monkeypatch, caplog):
+    args = TrainingArguments(num_iterations=2, loss=HostReadingLoss, seed=0, show_progress_bar=False,
+                             save_strategy="no")
+    with caplog.at_level(logging.WARNING, logger="setfit_core.cuda_graphs"):
+        _, graphed = _train(tiny_model_dir, tiny_data, args, True, monkeypatch)
+        _, eager = _train(tiny_model_dir, tiny_data, args, False, monkeypatch)
+    assert graphed.graphed_steps == 0
+    assert "could not record the training step as a CUDA graph" in caplog.text
+    assert graphed.train_loss == pytest.approx(eager.train_loss, rel=1e-3)
+
+
+def _replay_losses(body, texts: list[str], repeats: int) -> tuple[list[float], GraphedSteps]:
+    """The loss of one fixed pair batch, stepped `repeats` times at learning rate 0 (weights never change)."""
+    body.train()
+    cache = TokenCache(body, texts, None)
+    loss_fn = CosineSimilarityLoss().to(body.device)
+    optimizer = body_training.make_optimizer(body.parameters(), 0.0, 0.0, graph_device=body.device)
+
+    def eager(step):
+        loss = body_training.step_loss(body, loss_fn, cache, step)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach().float()
+
+    runner = GraphedSteps(body, loss_fn, cache, optimizer, contextlib.nullcontext, eager)
+    batch = (np.array([0, 1, 2, 3]), np.array([1, 8, 9, 0]), np.array([1.0, 0.0, 0.0, 1.0], dtype=np.float32))
+    step = next(prepare_steps([batch], "pair", np.zeros(len(texts)), body.device))
+    return [float(runner.step(step)) for _ in range(repeats)], runner
+
+
+def test_a_replay_computes_what_the_eager_step_computes(tiny_model_dir, tiny_data):
+    losses, runner = _replay_losses(_body_without_dropout(tiny_model_dir), tiny_data["text"], 4)
+    assert runner.eager_steps == 1 and runner.replays == 3
+    assert losses == pytest.approx([losses[0]] * 4, rel=1e-5)
+
+
+def test_dropout_draws_a_fresh_mask_on_every_replay(tiny_model_dir, tiny_data):
+    body = SetFitModel.from_pretrained(tiny_model_dir, device="cuda").model_body  # dropout 0.1
+    losses, runner = _replay_losses(body, tiny_data["text"], 6)
+    assert runner.replays == 5
+    assert len(set(losses[1:])) == 5  # one recorded mask would give five equal losses
