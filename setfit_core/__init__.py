@@ -22,6 +22,7 @@ _EXPORTS = {
     "SetFitHead": "setfit_core.head",
     "SetFitTrainer": "setfit_core.legacy",
     "BatchAllTripletLoss": "setfit_core.losses",
+    "BatchCosineSimilarityLoss": "setfit_core.losses",
     "BatchHardSoftMarginTripletLoss": "setfit_core.losses",
     "BatchHardTripletLoss": "setfit_core.losses",
     "BatchSemiHardTripletLoss": "setfit_core.losses",
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from setfit_core.legacy import SetFitTrainer
     from setfit_core.losses import (
         BatchAllTripletLoss,
+        BatchCosineSimilarityLoss,
         BatchHardSoftMarginTripletLoss,
         BatchHardTripletLoss,
         BatchSemiHardTripletLoss,

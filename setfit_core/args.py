@@ -112,7 +112,8 @@ class TrainingArguments:
         self.loss = self._loss_class
         if self.sampling_strategy == "label_balanced" and getattr(self._loss_class, "kind", None) != "group":
             raise ValueError(
-                f"'sampling_strategy' 'label_balanced' makes in-batch batches for SupConLoss or a batch triplet loss; "
+                f"'sampling_strategy' 'label_balanced' makes in-batch batches for a group loss "
+                f"(BatchCosineSimilarityLoss, SupConLoss, a batch triplet loss); "
                 f"got loss {self.loss_name!r}. Use one of {list(PAIR_SAMPLING_STRATEGIES)} with a pair loss"
             )
         if self.eval_steps is not None and self.eval_strategy == "no":
@@ -121,12 +122,12 @@ class TrainingArguments:
             self.eval_steps = self.logging_steps
 
     def _apply_fast_preset(self) -> None:
-        """`preset="fast"`: SupCon over label-balanced batches, few steps. Fields left at their
-        setfit defaults take the preset's values; fields the caller set keep theirs."""
+        """`preset="fast"`: setfit's cosine-similarity loss over every pair of label-balanced batches,
+        few steps. Fields left at their setfit defaults take the preset's values; fields the caller set keep theirs."""
         setfit_defaults = {"loss": "CosineSimilarityLoss", "batch_size": (16, 2), "body_learning_rate": (2e-5, 1e-5),
                            "loss_params": None, "sampling_strategy": "oversampling"}
-        fast = {"loss": "SupConLoss", "batch_size": (FAST_BATCH_TEXTS, 2), "body_learning_rate": (3e-5, 1e-5),
-                "loss_params": {"temperature": 0.1}, "sampling_strategy": "label_balanced"}
+        fast = {"loss": "BatchCosineSimilarityLoss", "batch_size": (FAST_BATCH_TEXTS, 2),
+                "body_learning_rate": (5e-5, 1e-5), "loss_params": None, "sampling_strategy": "label_balanced"}
         for name, default in setfit_defaults.items():
             value = getattr(self, name)
             value = tuple(value) if isinstance(value, list) else value

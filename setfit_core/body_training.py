@@ -45,7 +45,7 @@ DEDUPLICATE_TEXTS = True
 # On a GPU, replay training steps from CUDA graphs (see cuda_graphs.py); False only for A/B measurements.
 CUDA_GRAPHS = True
 # The fast preset's length (tuned on sst2/emotion 8- and 64-shot, see README "fast preset").
-FAST_EPOCHS, FAST_MIN_STEPS, FAST_MAX_STEPS = 25.0, 30, 240
+FAST_EPOCHS, FAST_MIN_STEPS, FAST_MAX_STEPS = 20.0, 20, 240
 # On a GPU, reading the loss back every step would stall the host; it is read every this many steps.
 CUDA_LOSS_READ_EVERY = 20
 # Embedding tables at least this large get sparse gradients during CPU training (see _sparse_vocabulary_grads).

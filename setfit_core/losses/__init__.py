@@ -28,6 +28,7 @@ from torch import nn
 
 from .base import GroupLoss, PairLoss
 from .batch_all_triplet import BatchAllTripletLoss
+from .batch_cosine_similarity import BatchCosineSimilarityLoss
 from .batch_hard_soft_margin_triplet import BatchHardSoftMarginTripletLoss
 from .batch_hard_triplet import BatchHardTripletLoss
 from .batch_semi_hard_triplet import BatchSemiHardTripletLoss
@@ -46,6 +47,7 @@ LOSSES: dict[str, type[PairLoss] | type[GroupLoss]] = {
         BatchSemiHardTripletLoss,
         BatchHardSoftMarginTripletLoss,
         SupConLoss,
+        BatchCosineSimilarityLoss,
     )
 }
 
@@ -53,6 +55,7 @@ __all__ = [
     "DISTANCE_METRICS",
     "LOSSES",
     "BatchAllTripletLoss",
+    "BatchCosineSimilarityLoss",
     "BatchHardSoftMarginTripletLoss",
     "BatchHardTripletLoss",
     "BatchSemiHardTripletLoss",

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from setfit_core import CosineSimilarityLoss, SupConLoss, TrainingArguments
+from setfit_core import BatchCosineSimilarityLoss, CosineSimilarityLoss, SupConLoss, TrainingArguments
 
 
 def test_defaults_match_setfit_1_2():
@@ -107,8 +107,8 @@ def test_eval_steps_imply_step_evaluation():
 
 def test_fast_preset_fills_fields_left_at_setfit_defaults():
     args = TrainingArguments(preset="fast")
-    assert args.loss is SupConLoss and args.loss_params == {"temperature": 0.1}
-    assert args.embedding_batch_size == 64 and args.body_embedding_learning_rate == 3e-5
+    assert args.loss is BatchCosineSimilarityLoss and args.loss_params is None
+    assert args.embedding_batch_size == 64 and args.body_embedding_learning_rate == 5e-5
     mine = TrainingArguments(preset="fast", batch_size=(32, 4), body_learning_rate=1e-5)
     assert mine.batch_size == (32, 4) and mine.body_learning_rate == (1e-5, 1e-5)
     assert TrainingArguments.from_dict(args.to_dict()) == args
@@ -122,7 +122,7 @@ def test_unknown_preset_and_bad_loss_params():
 
 
 def test_label_balanced_sampling_needs_a_group_loss():
-    with pytest.raises(ValueError, match=r"'sampling_strategy' 'label_balanced' makes in-batch batches for SupConLoss"):
+    with pytest.raises(ValueError, match=r"'sampling_strategy' 'label_balanced' makes in-batch batches for a group loss"):
         TrainingArguments(sampling_strategy="label_balanced")
     assert TrainingArguments(preset="fast").sampling_strategy == "label_balanced"
     assert TrainingArguments(preset="fast").preset is None  # expanded into the fields above

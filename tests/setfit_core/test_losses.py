@@ -11,6 +11,7 @@ from torch import nn
 from setfit_core.losses import (
     LOSSES,
     BatchAllTripletLoss,
+    BatchCosineSimilarityLoss,
     BatchHardSoftMarginTripletLoss,
     BatchHardTripletLoss,
     BatchSemiHardTripletLoss,
@@ -232,7 +233,7 @@ def test_gradients_flow(name: str) -> None:
 def test_names_kinds_and_config_roundtrip() -> None:
     assert set(LOSSES) == {
         "CosineSimilarityLoss", "ContrastiveLoss", "BatchAllTripletLoss", "BatchHardTripletLoss",
-        "BatchSemiHardTripletLoss", "BatchHardSoftMarginTripletLoss", "SupConLoss",
+        "BatchSemiHardTripletLoss", "BatchHardSoftMarginTripletLoss", "SupConLoss", "BatchCosineSimilarityLoss",
     }
     for name, cls in LOSSES.items():
         assert cls.name == name
@@ -307,7 +308,7 @@ def test_resolve_loss_unknown() -> None:
     with pytest.raises(
         ValueError,
         match=r"^loss 'CosineLoss' is not a supported loss; did you mean 'CosineSimilarityLoss'\? "
-        r"Valid: CosineSimilarityLoss, ContrastiveLoss, BatchAllTripletLoss, .*SupConLoss$",
+        r"Valid: CosineSimilarityLoss, ContrastiveLoss, BatchAllTripletLoss, .*SupConLoss, BatchCosineSimilarityLoss$",
     ):
         resolve_loss("CosineLoss")
     with pytest.raises(ValueError, match=r"did you mean 'SupConLoss'\?"):
@@ -347,3 +348,32 @@ def test_docstring_examples(module: str) -> None:
     mod = importlib.import_module("setfit_core.losses" + module)
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_batch_cosine_similarity_is_the_pair_loss_over_every_pair_with_kinds_weighted_equally() -> None:
+    torch.manual_seed(0)
+    emb = torch.randn(7, 5, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 2])
+    pairs = [(i, j) for i in range(7) for j in range(i + 1, 7)]
+    pos = [(i, j) for i, j in pairs if labels[i] == labels[j]]
+    neg = [(i, j) for i, j in pairs if labels[i] != labels[j]]
+
+    def pair_loss(chosen, target):
+        first, second = zip(*chosen, strict=True)
+        return CosineSimilarityLoss()(emb[list(first)], emb[list(second)], torch.full((len(chosen),), target))
+
+    expected = (pair_loss(pos, 1.0) + pair_loss(neg, 0.0)) / 2
+    got = BatchCosineSimilarityLoss()(emb, labels)
+    torch.testing.assert_close(got, expected)
+    got.backward()
+    assert torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0
+
+
+def test_batch_cosine_similarity_with_one_kind_of_pair_or_one_text() -> None:
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    only_negatives = BatchCosineSimilarityLoss()(emb, torch.tensor([0, 1, 2]))
+    cos = torch.tensor([0.6, 0.0, 0.8])  # pairs (0,1), (0,2), (1,2)
+    torch.testing.assert_close(only_negatives, (cos**2).mean())
+    only_positives = BatchCosineSimilarityLoss()(emb, torch.tensor([4, 4, 4]))
+    torch.testing.assert_close(only_positives, ((cos - 1) ** 2).mean())
+    assert float(BatchCosineSimilarityLoss()(emb[:1], torch.tensor([0]))) == 0.0
