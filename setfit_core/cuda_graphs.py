@@ -3,7 +3,7 @@
 An eager training step of MiniLM at batch 16 launches about a thousand small kernels (forward,
 backward, gradient clipping, AdamW); on an H200 Python queues them more slowly (~18 ms/step) than the
 device runs them, so the GPU mostly waits. A CUDA graph records one step's kernels once and replays
-them with a single launch: the same step then takes what the kernels take (~7 ms).
+them with a single launch: the same step then takes what the kernels take (~8 ms).
 
 A graph needs fixed shapes and fixed memory, so each step's indices are copied into static buffers
 that the recorded step reads:

@@ -1,0 +1,76 @@
+"""Hand freed heap memory back to the OS during CPU training (glibc only).
+
+PyTorch's CPU tensors come from malloc. Every step frees activations of a slightly different size
+than the step before (texts of other lengths), and glibc keeps freed pages resident, so a long run's
+RSS creeps up although its live memory does not: 5 classes x 64 shots on MiniLM went from 1.08 GB
+after 1 step to 1.61 GB after 150 steps, and on. `HeapReleaser.after_step()` calls `malloc_trim` when
+the resident set has crept past its settled level. On other C libraries (musl, macOS) it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+# Trim once the resident set has crept this far past its settled level.
+DEFAULT_SLACK_BYTES = 64 * 2**20
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_TRIM = _malloc_trim()
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set size, or None where /proc is missing."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def release_free_memory() -> bool:
+    """Return the heap's free pages to the OS now; False where that is not possible here."""
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
+
+
+class HeapReleaser:
+    """Trims the heap whenever a training loop's resident set creeps `slack` bytes past its settled level.
+
+    The level is the largest resident set over the first `settle_steps` steps (model, optimizer state
+    and the working set of steps of several sizes). Trimming at every step costs ~20% of a CPU step (the
+    freed pages are faulted back in by the next step); settling over 3 steps only still trimmed every
+    third step of a 5x64 run (+7% time); over 20 steps, 28 trims in 150 steps cost nothing measurable.
+    """
+
+    def __init__(self, slack_bytes: int = DEFAULT_SLACK_BYTES, settle_steps: int = 20) -> None:
+        self.slack, self.settle_steps = slack_bytes, settle_steps
+        self.enabled = _TRIM is not None and resident_bytes() is not None
+        self.level = 0
+        self.steps = self.trims = 0
+
+    def after_step(self) -> None:
+        if not self.enabled:
+            return
+        resident = resident_bytes()
+        self.steps += 1
+        if self.steps <= self.settle_steps:
+            self.level = max(self.level, resident)
+        elif resident > self.level + self.slack:
+            release_free_memory()
+            self.trims += 1

@@ -1,0 +1,52 @@
+"""setfit_core/heap.py: freed heap pages go back to the OS when a CPU training run's RSS creeps."""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+
+from setfit_core import SetFitModel, TrainingArguments, body_training, heap
+
+GLIBC = platform.libc_ver()[0] == "glibc"
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
+def test_release_free_memory_works_with_glibc():
+    assert heap.release_free_memory() is True
+    assert heap.resident_bytes() > 0
+
+
+@pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
+def test_trims_only_when_the_resident_set_creeps_past_its_settled_level(monkeypatch):
+    mib = 2**20
+    readings = iter([0, 100 * mib, 130 * mib, 120 * mib, 150 * mib, 181 * mib, 150 * mib, 200 * mib])
+    monkeypatch.setattr(heap, "resident_bytes", lambda: next(readings))
+    trims = []
+    monkeypatch.setattr(heap, "release_free_memory", lambda: trims.append(1) or True)
+    releaser = heap.HeapReleaser(slack_bytes=50 * mib, settle_steps=3)  # reads 0: /proc is there
+    for _ in range(3):
+        releaser.after_step()  # settles at the largest of 100, 130, 120
+    assert releaser.level == 130 * mib and not trims
+    releaser.after_step()  # 150: within 130 + 50
+    assert not trims
+    releaser.after_step()  # 181: past it
+    releaser.after_step()  # 150
+    releaser.after_step()  # 200: past it again
+    assert releaser.trims == 2 and len(trims) == 2
+
+
+def test_cpu_training_uses_the_releaser(tiny_model_dir, tiny_data, monkeypatch):
+    made = []
+
+    class Recording(heap.HeapReleaser):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(body_training, "HeapReleaser", Recording)
+    body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
+    args = TrainingArguments(num_iterations=1, seed=0, show_progress_bar=False, save_strategy="no")
+    result = body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
+    assert len(made) == 1 and made[0].steps == result.steps
