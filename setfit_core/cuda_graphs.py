@@ -14,7 +14,13 @@ that the recorded step reads:
 One graph per (pairs, occurrences, width) shape, recorded the CAPTURE_AT-th time that shape occurs;
 earlier and rarer steps (e.g. a last, partial batch) run eagerly, as does everything when recording
 fails (a loss that reads a value on the host, say). Dropout draws fresh masks on every replay
-(PyTorch's graph-safe RNG). The optimizer must be capturable with a tensor learning rate
+(PyTorch's graph-safe RNG).
+
+All graphs record into one shared memory pool, so their memory is that of the largest step, not the
+sum over shapes (with long texts there can be dozens of shapes, each holding a step's activations and
+a full set of gradients). Sharing is safe here because replays never overlap and no graph output
+outlives the next replay: the loss scalar is consumed before it, and the recorded gradients are
+detached from the parameters right after recording. The optimizer must be capturable with a tensor learning rate
 (`make_optimizer(..., graph_device=...)`), whose value the schedule fills in before every step.
 """
 
@@ -65,6 +71,7 @@ class GraphedSteps:
         self.autocast, self.eager_step = autocast, eager_step
         self.device = body.device
         self.side = torch.cuda.Stream(self.device)
+        self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple[int, int, int], _Graph] = {}
         self.seen: Counter = Counter()
         self.failed = False
@@ -114,7 +121,7 @@ class GraphedSteps:
         # into the graph's own memory on every replay instead of adding to the previous step's.
         self.optimizer.zero_grad(set_to_none=True)
         try:
-            with torch.cuda.graph(graph.graph):
+            with torch.cuda.graph(graph.graph, pool=self.pool):
                 graph.loss = self._recorded_step(graph, num_pairs, width)
         except Exception as exc:  # noqa: BLE001 - any failure to record means: train this run eagerly
             self.failed = True
@@ -123,6 +130,9 @@ class GraphedSteps:
             logger.warning("could not record the training step as a CUDA graph (%s: %s); training eagerly",
                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
             return None
+        # The recorded gradients live in the shared pool and every replay rewrites them; left on the
+        # parameters, an eager step's backward would add to whatever the last replay wrote.
+        self.optimizer.zero_grad(set_to_none=True)
         self.graphs[shape] = graph
         logger.debug("recorded a CUDA graph for steps of %d pairs, %d texts, width %d", *shape)
         return graph

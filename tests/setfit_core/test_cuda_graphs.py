@@ -82,8 +82,14 @@ def test_a_step_that_cannot_be_recorded_trains_eagerly(tiny_model_dir, tiny_data
     assert graphed.train_loss == pytest.approx(eager.train_loss, rel=1e-3)
 
 
-def _replay_losses(body, texts: list[str], repeats: int) -> tuple[list[float], GraphedSteps]:
-    """The loss of one fixed pair batch, stepped `repeats` times at learning rate 0 (weights never change)."""
+# Two pair batches of different shapes (4 pairs over 5 texts; 2 pairs over 4 texts).
+BATCH_A = (np.array([0, 1, 2, 3]), np.array([1, 8, 9, 0]), np.array([1.0, 0.0, 0.0, 1.0], dtype=np.float32))
+BATCH_B = (np.array([4, 5]), np.array([6, 7]), np.array([0.0, 1.0], dtype=np.float32))
+
+
+def _replay_losses(body, texts: list[str], schedule: str) -> tuple[list[float], GraphedSteps]:
+    """The losses of fixed pair batches stepped in `schedule` order ("AAB..."), at learning rate 0
+    (weights never change)."""
     body.train()
     cache = TokenCache(body, texts, None)
     loss_fn = CosineSimilarityLoss().to(body.device)
@@ -97,19 +103,31 @@ def _replay_losses(body, texts: list[str], repeats: int) -> tuple[list[float], G
         return loss.detach().float()
 
     runner = GraphedSteps(body, loss_fn, cache, optimizer, contextlib.nullcontext, eager)
-    batch = (np.array([0, 1, 2, 3]), np.array([1, 8, 9, 0]), np.array([1.0, 0.0, 0.0, 1.0], dtype=np.float32))
-    step = next(prepare_steps([batch], "pair", np.zeros(len(texts)), body.device))
-    return [float(runner.step(step)) for _ in range(repeats)], runner
+    steps = dict(zip("AB", prepare_steps([BATCH_A, BATCH_B], "pair", np.zeros(len(texts)), body.device), strict=True))
+    return [float(runner.step(steps[name])) for name in schedule], runner
 
 
 def test_a_replay_computes_what_the_eager_step_computes(tiny_model_dir, tiny_data):
-    losses, runner = _replay_losses(_body_without_dropout(tiny_model_dir), tiny_data["text"], 4)
+    losses, runner = _replay_losses(_body_without_dropout(tiny_model_dir), tiny_data["text"], "AAAA")
     assert runner.eager_steps == 1 and runner.replays == 3
     assert losses == pytest.approx([losses[0]] * 4, rel=1e-5)
+    # The recorded gradients are not left on the parameters: an eager step's backward starts from none.
+    assert all(p.grad is None for p in runner.params)
+
+
+def test_graphs_share_one_memory_pool_and_replays_do_not_disturb_each_other(tiny_model_dir, tiny_data):
+    # A, then B, recorded into one pool (B may reuse A's scratch memory); interleaved replays must still
+    # each compute their own step's loss, equal to that step's eager loss.
+    losses, runner = _replay_losses(_body_without_dropout(tiny_model_dir), tiny_data["text"], "ABABABAB")
+    assert len(runner.graphs) == 2 and runner.replays == 6
+    assert len({graph.graph.pool() for graph in runner.graphs.values()}) == 1
+    assert losses[0::2] == pytest.approx([losses[0]] * 4, rel=1e-5)
+    assert losses[1::2] == pytest.approx([losses[1]] * 4, rel=1e-5)
+    assert losses[0] != pytest.approx(losses[1], rel=1e-3)
 
 
 def test_dropout_draws_a_fresh_mask_on_every_replay(tiny_model_dir, tiny_data):
     body = SetFitModel.from_pretrained(tiny_model_dir, device="cuda").model_body  # dropout 0.1
-    losses, runner = _replay_losses(body, tiny_data["text"], 6)
+    losses, runner = _replay_losses(body, tiny_data["text"], "AAAAAA")
     assert runner.replays == 5
     assert len(set(losses[1:])) == 5  # one recorded mask would give five equal losses
