@@ -14,7 +14,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import torch
 
 from setfit_core.args import TrainingArguments
 from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, gathered_loss, prepare_steps
+from setfit_core.compact_vocabulary import CompactVocabulary, word_embedding_of
 from setfit_core.cuda_graphs import GraphedSteps
 from setfit_core.heap import HeapReleaser
 from setfit_core.losses import build_loss
@@ -53,6 +54,8 @@ FAST_EPOCHS, FAST_MIN_STEPS, FAST_MAX_STEPS = 20.0, 20, 240
 CUDA_LOSS_READ_EVERY = 20
 # Embedding tables at least this large get sparse gradients during CPU training (see _sparse_vocabulary_grads).
 SPARSE_GRAD_MIN_VOCAB = 4096
+# On CPU, train only the word-embedding rows the texts use (see compact_vocabulary.py); False only for A/B.
+COMPACT_VOCABULARY = True
 # progress(step, total_steps, loss): after every step on CPU, every CUDA_LOSS_READ_EVERY steps on a GPU.
 ProgressFn = Callable[[int, int, float], None]
 
@@ -174,15 +177,18 @@ def train_body(
     cache = TokenCache(body, texts, max_length_of(body, args.max_length))
     graphs_wanted = CUDA_GRAPHS and body.device.type == "cuda" and cache.sliceable
     heap = HeapReleaser() if RELEASE_HEAP and body.device.type == "cpu" else None
-    optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0,
-                               graph_device=body.device if graphs_wanted else None)
     lr_at = linear_schedule(args.body_embedding_learning_rate, math.ceil(total * args.warmup_proportion), total)
     evaluator = _Evaluator.create(body, loss_fn, eval_texts, eval_label_ids, args)
     logger.info("body training: %d steps, %d pairs, batch size %d", total, batches.num_pairs, args.embedding_batch_size)
 
     body.train()
     started = time.perf_counter()
-    with _sparse_vocabulary_grads(body, enabled=body.device.type == "cpu") as sparse_grads:
+    with (_compact_vocabulary(body, cache) as vocabulary,
+          _sparse_vocabulary_grads(body, enabled=body.device.type == "cpu" and vocabulary is None) as sparse_grads):
+        # Built after the compact vocabulary is in place: AdamW then holds only the rows in use.
+        optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0,
+                                   graph_device=body.device if graphs_wanted else None)
+
         def eager_step(prepared: Step) -> torch.Tensor:
             with _autocast(body.device, args.use_amp):
                 loss = step_loss(body, loss_fn, cache, prepared)
@@ -203,7 +209,9 @@ def train_body(
                                   lambda: _autocast(body.device, args.use_amp, cache_enabled=False), eager_step)
             run_step = graphs.step
         steps = prepare_steps(batches.iterator, batches.kind, np.asarray(label_ids), body.device, DEDUPLICATE_TEXTS)
-        step, loss_sum, log = _run_steps(body, run_step, steps, total, args, optimizer, lr_at, evaluator, progress)
+        whole_body = vocabulary.whole if vocabulary is not None else nullcontext
+        step, loss_sum, log = _run_steps(body, run_step, steps, total, args, optimizer, lr_at, evaluator, progress,
+                                         whole_body)
     # Replayed steps leave their gradients in the graphs' memory: drop them, so no later phase adds to them
     # and the graphs' memory is freed with the graphs.
     optimizer.zero_grad(set_to_none=True)
@@ -218,8 +226,10 @@ def train_body(
 
 def _run_steps(body, run_step: Callable[[Step], torch.Tensor], steps: Iterator[Step], total: int,
                args: TrainingArguments, optimizer, lr_at: Callable[[int], float], evaluator,
-               progress: ProgressFn | None) -> tuple[int, float, list[dict]]:
-    """The optimisation loop; returns (steps run, summed loss, log rows)."""
+               progress: ProgressFn | None, whole_body: Callable[[], AbstractContextManager] = nullcontext,
+               ) -> tuple[int, float, list[dict]]:
+    """The optimisation loop; returns (steps run, summed loss, log rows). Evaluation and checkpoints run
+    inside `whole_body()`, which puts the full word embedding back in place while a compact one trains."""
     log, step = [], 0
     loss_sum = torch.zeros((), device=body.device)
     read_every = CUDA_LOSS_READ_EVERY if body.device.type == "cuda" else 1
@@ -235,8 +245,10 @@ def _run_steps(body, run_step: Callable[[Step], torch.Tensor], steps: Iterator[S
             continue  # let the host queue the next step while the device works
         value = float(loss)
         _log_step(args, step, total, value, lr_at(step), log)
-        evaluator.maybe_evaluate(step, total, log)
-        _maybe_save(body, args, step, total)
+        if _needs_whole_body(args, step, total):
+            with whole_body():
+                evaluator.maybe_evaluate(step, total, log)
+                _maybe_save(body, args, step, total)
         if bar is not None:
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{value:.4f}")
@@ -250,9 +262,32 @@ def _run_steps(body, run_step: Callable[[Step], torch.Tensor], steps: Iterator[S
 def _must_read(args: TrainingArguments, step: int, total: int) -> bool:
     """Steps whose loss is logged, or that evaluate or save, need the value now."""
     logged = args.logging_strategy == "steps" and (step % args.logging_steps == 0 or (step == 1 and args.logging_first_step))
+    return logged or _needs_whole_body(args, step, total)
+
+
+def _needs_whole_body(args: TrainingArguments, step: int, total: int) -> bool:
+    """Steps that may evaluate or save a checkpoint."""
     per_epoch = max(1, total // args.embedding_num_epochs)
     evaluated = _is_due(args.eval_strategy, args.eval_steps, step, total, per_epoch)
-    return logged or evaluated or _is_due(args.save_strategy, args.save_steps, step, total, per_epoch)
+    return evaluated or _is_due(args.save_strategy, args.save_steps, step, total, per_epoch)
+
+
+@contextmanager
+def _compact_vocabulary(body, cache: TokenCache) -> Iterator[CompactVocabulary | None]:
+    """On CPU, the word embedding trained as a compact copy of the rows `cache` uses (see
+    compact_vocabulary.py), with the cache's token ids remapped; yields None where that does not apply.
+    The full embedding, with the trained rows, is back in place on the way out, also after an error."""
+    embedding = (word_embedding_of(body, SPARSE_GRAD_MIN_VOCAB)
+                 if COMPACT_VOCABULARY and body.device.type == "cpu" and cache.sliceable else None)
+    if embedding is None:
+        yield None
+        return
+    vocabulary = CompactVocabulary(embedding, cache.features["input_ids"])
+    cache.features["input_ids"] = vocabulary.remap_ids(cache.features["input_ids"])
+    try:
+        yield vocabulary
+    finally:
+        vocabulary.close()
 
 
 @contextmanager

@@ -82,7 +82,7 @@ def test_a_step_that_cannot_be_recorded_trains_eagerly(tiny_model_dir, tiny_data
     assert graphed.train_loss == pytest.approx(eager.train_loss, rel=1e-3)
 
 
-# Two pair batches of different shapes (4 pairs over 5 texts; 2 pairs over 4 texts).
+# Two pair batches of different shapes (4 pairs over 6 texts; 2 pairs over 4 texts).
 BATCH_A = (np.array([0, 1, 2, 3]), np.array([1, 8, 9, 0]), np.array([1.0, 0.0, 0.0, 1.0], dtype=np.float32))
 BATCH_B = (np.array([4, 5]), np.array([6, 7]), np.array([0.0, 1.0], dtype=np.float32))
 

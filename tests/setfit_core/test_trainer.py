@@ -171,6 +171,7 @@ def test_sparse_vocabulary_gradients_train_the_same_body_and_are_restored(tiny_m
 
     def run(min_vocab):
         monkeypatch.setattr(body_training, "SPARSE_GRAD_MIN_VOCAB", min_vocab)
+        monkeypatch.setattr(body_training, "COMPACT_VOCABULARY", False)  # the path for other architectures
         model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
         Trainer(model, tiny_args, train_dataset=tiny_data).train_embeddings()
         assert not any(m.sparse for m in model.model_body.modules() if isinstance(m, torch.nn.Embedding))
