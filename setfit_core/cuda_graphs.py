@@ -14,14 +14,14 @@ that the recorded step reads:
 One graph per (pairs, occurrences, width) shape, recorded the CAPTURE_AT-th time that shape occurs;
 earlier and rarer steps (e.g. a last, partial batch) run eagerly, as does everything when recording
 fails (a loss that reads a value on the host, say). Dropout draws fresh masks on every replay
-(PyTorch's graph-safe RNG).
+(PyTorch's graph-safe RNG). The optimizer must be capturable with a tensor learning rate
+(`make_optimizer(..., graph_device=...)`), whose value the schedule fills in before every step.
 
 All graphs record into one shared memory pool, so their memory is that of the largest step, not the
 sum over shapes (with long texts there can be dozens of shapes, each holding a step's activations and
 a full set of gradients). Sharing is safe here because replays never overlap and no graph output
 outlives the next replay: the loss scalar is consumed before it, and the recorded gradients are
-detached from the parameters right after recording. The optimizer must be capturable with a tensor learning rate
-(`make_optimizer(..., graph_device=...)`), whose value the schedule fills in before every step.
+detached from the parameters right after recording.
 """
 
 from __future__ import annotations
