@@ -13,6 +13,7 @@ from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 
 from setfit_core.body_loading import default_device, default_model_path, embedding_dimension, load_body
 from setfit_core.head import SetFitHead
+from setfit_core.inference import embed
 
 logger = logging.getLogger(__name__)
 
@@ -193,13 +194,7 @@ class SetFitModel:
         single = isinstance(inputs, str)
         texts = [inputs] if single else list(inputs)
         self.model_body.eval()
-        embeddings = self.model_body.encode(
-            texts,
-            batch_size=batch_size,
-            show_progress_bar=bool(show_progress_bar),
-            convert_to_tensor=True,
-            normalize_embeddings=self.normalize_embeddings,
-        ).float()
+        embeddings = embed(self.model_body, texts, batch_size, self.normalize_embeddings, bool(show_progress_bar))
         out = embeddings.cpu().numpy() if as_numpy else embeddings
         return out[0] if single else out
 
