@@ -24,6 +24,7 @@ import torch
 from setfit_core.args import TrainingArguments
 from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, gathered_loss, prepare_steps
 from setfit_core.compact_vocabulary import CompactVocabulary, word_embedding_of
+from setfit_core.cpu_dropout import cpu_dropout
 from setfit_core.cuda_graphs import GraphedSteps
 from setfit_core.heap import HeapReleaser
 from setfit_core.losses import build_loss
@@ -56,6 +57,8 @@ CUDA_LOSS_READ_EVERY = 20
 SPARSE_GRAD_MIN_VOCAB = 4096
 # On CPU, train only the word-embedding rows the texts use (see compact_vocabulary.py); False only for A/B.
 COMPACT_VOCABULARY = True
+# On CPU, draw dropout masks from 16-bit random integers (see cpu_dropout.py); False only for A/B.
+CPU_FAST_DROPOUT = True
 # progress(step, total_steps, loss): after every step on CPU, every CUDA_LOSS_READ_EVERY steps on a GPU.
 ProgressFn = Callable[[int, int, float], None]
 
@@ -184,7 +187,8 @@ def train_body(
     body.train()
     started = time.perf_counter()
     with (_compact_vocabulary(body, cache) as vocabulary,
-          _sparse_vocabulary_grads(body, enabled=body.device.type == "cpu" and vocabulary is None) as sparse_grads):
+          _sparse_vocabulary_grads(body, enabled=body.device.type == "cpu" and vocabulary is None) as sparse_grads,
+          cpu_dropout(body) if CPU_FAST_DROPOUT and body.device.type == "cpu" else nullcontext()):
         # Built after the compact vocabulary is in place: AdamW then holds only the rows in use.
         optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0,
                                    graph_device=body.device if graphs_wanted else None)
