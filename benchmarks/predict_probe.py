@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -45,35 +46,40 @@ def main() -> None:
     budgets = [None if b == "none" else int(b) for b in args.budgets.split(",")]
     for name in args.datasets.split(","):
         texts = pd.read_parquet(Path(args.data_root) / name / "test.parquet")["text"].tolist()
+        probe(body, name, texts, budgets, args)
 
-        def st_encode():
-            return body.encode(texts, batch_size=args.batch_size, convert_to_tensor=True, normalize_embeddings=True)
 
-        def ours(budget):
-            def run():
-                inference.CPU_TOKEN_BUDGET = budget
-                return inference.embed(body, texts, args.batch_size, normalize=True)
-            return run
+def _st_encode(body, texts: list[str], batch_size: int):
+    return body.encode(texts, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
 
-        variants = {"sentence-transformers encode": st_encode} | {f"setfit_core budget={b}": ours(b) for b in budgets}
-        reference = st_encode()
-        rates: dict[str, list[float]] = {v: [] for v in variants}
-        diffs: dict[str, float] = {}
-        for _ in range(args.repeats):  # alternate variants, so drift in machine speed hits all alike
-            for variant, run in variants.items():
-                start = time.perf_counter()
-                embeddings = run()
-                rates[variant].append(len(texts) / (time.perf_counter() - start))
-                diffs[variant] = float((embeddings.float() - reference).abs().max())
-        base = max(rates["sentence-transformers encode"])
-        print(f"\n{name}: {len(texts)} texts, {args.device}, {platform.processor() or platform.machine()}, "
-              f"{args.threads} threads")
-        for variant, r in rates.items():
-            print(f"  {variant:32s} best {max(r):7.1f} texts/s  ({max(r) / base:.2f}x)  max |diff| {diffs[variant]:.1e}")
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(json.dumps({"dataset": name, "variant": variant, "texts_per_s": r, "device": args.device,
-                                        "threads": args.threads, "max_abs_diff": diffs[variant]}) + "\n")
+
+def _ours(body, texts: list[str], batch_size: int, budget: int | None):
+    inference.CPU_TOKEN_BUDGET = budget
+    return inference.embed(body, texts, batch_size, normalize=True)
+
+
+def probe(body, name: str, texts: list[str], budgets: list[int | None], args: argparse.Namespace) -> None:
+    st_name = "sentence-transformers encode"
+    variants = {st_name: partial(_st_encode, body, texts, args.batch_size)} | {
+        f"setfit_core budget={b}": partial(_ours, body, texts, args.batch_size, b) for b in budgets}
+    reference = variants[st_name]()
+    rates: dict[str, list[float]] = {v: [] for v in variants}
+    diffs: dict[str, float] = {}
+    for _ in range(args.repeats):  # alternate variants, so drift in machine speed hits all alike
+        for variant, run in variants.items():
+            start = time.perf_counter()
+            embeddings = run()
+            rates[variant].append(len(texts) / (time.perf_counter() - start))
+            diffs[variant] = float((embeddings.float() - reference).abs().max())
+    base = max(rates[st_name])
+    print(f"\n{name}: {len(texts)} texts, {args.device}, {platform.processor() or platform.machine()}, "
+          f"{args.threads} threads")
+    for variant, r in rates.items():
+        print(f"  {variant:32s} best {max(r):7.1f} texts/s ({max(r) / base:.2f}x)  max |diff| {diffs[variant]:.1e}")
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps({"dataset": name, "variant": variant, "texts_per_s": r, "device": args.device,
+                                    "threads": args.threads, "max_abs_diff": diffs[variant]}) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import torch
 
 from setfit_core.args import TrainingArguments
 from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, gathered_loss, prepare_steps
-from setfit_core.compact_vocabulary import CompactVocabulary, word_embedding_of
+from setfit_core.compact_vocabulary import compact_vocabulary, densify, sparse_vocabulary_grads
 from setfit_core.cpu_dropout import cpu_dropout
 from setfit_core.cuda_graphs import GraphedSteps
 from setfit_core.heap import HeapReleaser
@@ -53,7 +53,7 @@ RELEASE_HEAP = True
 FAST_EPOCHS, FAST_MIN_STEPS, FAST_MAX_STEPS = 20.0, 20, 240
 # On a GPU, reading the loss back every step would stall the host; it is read every this many steps.
 CUDA_LOSS_READ_EVERY = 20
-# Embedding tables at least this large get sparse gradients during CPU training (see _sparse_vocabulary_grads).
+# Word embeddings at least this large are trained compactly or with sparse gradients on CPU (compact_vocabulary.py).
 SPARSE_GRAD_MIN_VOCAB = 4096
 # On CPU, train only the word-embedding rows the texts use (see compact_vocabulary.py); False only for A/B.
 COMPACT_VOCABULARY = True
@@ -186,9 +186,10 @@ def train_body(
 
     body.train()
     started = time.perf_counter()
-    with (_compact_vocabulary(body, cache) as vocabulary,
-          _sparse_vocabulary_grads(body, enabled=body.device.type == "cpu" and vocabulary is None) as sparse_grads,
-          cpu_dropout(body) if CPU_FAST_DROPOUT and body.device.type == "cpu" else nullcontext()):
+    on_cpu = body.device.type == "cpu"
+    with (compact_vocabulary(body, cache, SPARSE_GRAD_MIN_VOCAB, COMPACT_VOCABULARY and on_cpu) as vocabulary,
+          sparse_vocabulary_grads(body, SPARSE_GRAD_MIN_VOCAB, on_cpu and vocabulary is None) as sparse_grads,
+          cpu_dropout(body) if CPU_FAST_DROPOUT and on_cpu else nullcontext()):
         # Built after the compact vocabulary is in place: AdamW then holds only the rows in use.
         optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0,
                                    graph_device=body.device if graphs_wanted else None)
@@ -197,7 +198,7 @@ def train_body(
             with _autocast(body.device, args.use_amp):
                 loss = step_loss(body, loss_fn, cache, prepared)
             loss.backward()
-            _densify(sparse_grads)
+            densify(sparse_grads)
             torch.nn.utils.clip_grad_norm_(body.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -274,50 +275,6 @@ def _needs_whole_body(args: TrainingArguments, step: int, total: int) -> bool:
     per_epoch = max(1, total // args.embedding_num_epochs)
     evaluated = _is_due(args.eval_strategy, args.eval_steps, step, total, per_epoch)
     return evaluated or _is_due(args.save_strategy, args.save_steps, step, total, per_epoch)
-
-
-@contextmanager
-def _compact_vocabulary(body, cache: TokenCache) -> Iterator[CompactVocabulary | None]:
-    """On CPU, the word embedding trained as a compact copy of the rows `cache` uses (see
-    compact_vocabulary.py), with the cache's token ids remapped; yields None where that does not apply.
-    The full embedding, with the trained rows, is back in place on the way out, also after an error."""
-    embedding = (word_embedding_of(body, SPARSE_GRAD_MIN_VOCAB)
-                 if COMPACT_VOCABULARY and body.device.type == "cpu" and cache.sliceable else None)
-    if embedding is None:
-        yield None
-        return
-    vocabulary = CompactVocabulary(embedding, cache.features["input_ids"])
-    cache.features["input_ids"] = vocabulary.remap_ids(cache.features["input_ids"])
-    try:
-        yield vocabulary
-    finally:
-        vocabulary.close()
-
-
-@contextmanager
-def _sparse_vocabulary_grads(body, enabled: bool) -> Iterator[list[torch.nn.Parameter]]:
-    """Large vocabulary embeddings get sparse gradients inside the block; yields their weights.
-
-    On CPU a dense embedding gradient zero-fills the whole vocabulary matrix (30,522 x 384 for
-    MiniLM, 47 MB) on every forward call, i.e. once per length bucket: ~11% of a step. Sparse
-    gradients accumulate cheaply over the buckets and are made dense once (`densify`), before
-    clipping and AdamW. The modules are restored on the way out, also after an error.
-    """
-    modules = [m for m in body.modules() if isinstance(m, torch.nn.Embedding)
-               and m.num_embeddings >= SPARSE_GRAD_MIN_VOCAB and not m.sparse] if enabled else []
-    for module in modules:
-        module.sparse = True
-    try:
-        yield [m.weight for m in modules]
-    finally:
-        for module in modules:
-            module.sparse = False
-
-
-def _densify(weights: list[torch.nn.Parameter]) -> None:
-    for weight in weights:
-        if weight.grad is not None and weight.grad.is_sparse:
-            weight.grad = weight.grad.to_dense()
 
 
 def _autocast(device: torch.device, enabled: bool, cache_enabled: bool = True):

@@ -1,4 +1,4 @@
-"""Phase 1 on CPU trains only the rows of the word embedding that its texts use.
+"""Phase 1 on CPU trains only the rows of the word embedding that its texts use (`compact_vocabulary`).
 
 MiniLM's word embedding is half the body (30,522 x 384 of 22.7M parameters), but a few-shot run's
 texts use a few hundred of its rows. Every other row gets a zero gradient on every step, and AdamW
@@ -11,7 +11,7 @@ evaluation needs the whole body (`whole()`).
 
 Only for architectures whose word embedding is the only thing that reads token ids (BERT-style
 absolute positions): RoBERTa-style models derive position ids from the padding id, which a remap
-would move.
+would move. Other bodies get sparse embedding gradients instead (`sparse_vocabulary_grads`).
 """
 
 from __future__ import annotations
@@ -84,3 +84,49 @@ class CompactVocabulary:
     def _uninstall(self) -> None:
         self.embedding.weight = self.full
         self.embedding.num_embeddings, self.embedding.padding_idx = self.num_embeddings, self.padding_idx
+
+
+@contextmanager
+def compact_vocabulary(body, cache, min_vocab: int, enabled: bool) -> Iterator[CompactVocabulary | None]:
+    """The body's word embedding trained as a compact copy of the rows `cache` (a TokenCache) uses, with the
+    cache's token ids remapped; yields None where that does not apply (not `enabled`, another
+    architecture, a vocabulary under `min_vocab`). The full embedding, with the trained rows, is back in
+    place on the way out, also after an error."""
+    embedding = word_embedding_of(body, min_vocab) if enabled and cache.sliceable else None
+    if embedding is None:
+        yield None
+        return
+    vocabulary = CompactVocabulary(embedding, cache.features["input_ids"])
+    cache.features["input_ids"] = vocabulary.remap_ids(cache.features["input_ids"])
+    try:
+        yield vocabulary
+    finally:
+        vocabulary.close()
+
+
+@contextmanager
+def sparse_vocabulary_grads(body, min_vocab: int, enabled: bool) -> Iterator[list[torch.nn.Parameter]]:
+    """The fallback where no compact vocabulary applies: embeddings of at least `min_vocab` rows get
+    sparse gradients inside the block; yields their weights.
+
+    On CPU a dense embedding gradient zero-fills the whole vocabulary matrix (30,522 x 384 for
+    MiniLM, 47 MB) on every forward call, i.e. once per length bucket: ~11% of a step. Sparse
+    gradients accumulate cheaply over the buckets and are made dense once (`densify`), before
+    clipping and AdamW. The modules are restored on the way out, also after an error.
+    """
+    modules = [m for m in body.modules() if isinstance(m, torch.nn.Embedding)
+               and m.num_embeddings >= min_vocab and not m.sparse] if enabled else []
+    for module in modules:
+        module.sparse = True
+    try:
+        yield [m.weight for m in modules]
+    finally:
+        for module in modules:
+            module.sparse = False
+
+
+def densify(weights: list[torch.nn.Parameter]) -> None:
+    """Sparse gradients made dense, in place, for clipping and AdamW."""
+    for weight in weights:
+        if weight.grad is not None and weight.grad.is_sparse:
+            weight.grad = weight.grad.to_dense()

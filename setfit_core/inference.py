@@ -1,15 +1,25 @@
-"""Sentence embeddings for prediction and the embedding stage, batched by token count.
+"""Sentence embeddings for prediction and the embedding stage.
 
-sentence-transformers' `encode()` orders texts by character count, which follows token count only
-loosely, so its batches carry padding. Ordering by token count made encoding the sst2 and emotion
-test splits 1.1-1.25x faster on 2 Xeon cores, with the same embeddings to float rounding
-(`benchmarks/predict_probe.py`, `benchmarks/notes/cpu_intel_2core_predict/`). On a CPU a batch is also
-capped at `CPU_TOKEN_BUDGET` tokens, so that long texts do not make batches whose activations spill
-out of cache; on a GPU bigger batches only help, so there a batch is `batch_size` texts.
+Same arithmetic as sentence-transformers' `encode()` (tokenise a batch, run the body, normalise),
+batched differently per device (`benchmarks/predict_probe.py`):
+
+- CPU: `encode()` orders texts by character count, which follows token count only loosely, so its
+  batches carry padding that the CPU pays for in full. Here texts are ordered by token count, and a
+  batch is also capped at `CPU_TOKEN_BUDGET` tokens so that long texts do not make batches whose
+  activations spill out of cache: encoding the sst2 and emotion test splits got 1.2-1.3x faster on
+  2 Xeon cores (`benchmarks/notes/cpu_intel_2core_predict/`).
+- GPU: the forward pass is the small part (emotion's 2,000 test texts on an H200: ~160 ms of forward
+  passes, ~330 ms of tokenising on the host). `encode()` copies each batch from pageable memory,
+  which waits for the GPU, so the two add up. Here each batch goes up from pinned memory without
+  waiting, and the host tokenises the next batch while the GPU runs this one. Texts are ordered by
+  character count, as `encode()` does: counting tokens would cost another tokenising pass.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
@@ -18,16 +28,16 @@ from setfit_core.tokenization import tokenize
 
 # Tokens (texts x padded length) per CPU batch: 2-3k was best or tied at batch_size 64, a flat optimum.
 CPU_TOKEN_BUDGET = 2048
-# Texts tokenised at once while counting tokens: bounds the token lists held for a large input.
+# Texts tokenised per call while counting tokens: bounds the token lists held at once.
 _COUNT_CHUNK = 4096
 
 
-def token_counts(body, texts: list[str]) -> list[int]:
+def token_counts(body, texts: list[str]) -> np.ndarray:
     """Each text's token count as the body will see it (truncated); character counts for bodies without
     a Hugging Face tokenizer, where they are the best proxy at hand."""
     tokenizer = getattr(body, "tokenizer", None)
     if not isinstance(tokenizer, PreTrainedTokenizerBase):
-        return [len(text) for text in texts]
+        return np.array([len(text) for text in texts])
     limit = body.max_seq_length
     counts: list[int] = []
     for start in range(0, len(texts), _COUNT_CHUNK):
@@ -36,20 +46,20 @@ def token_counts(body, texts: list[str]) -> list[int]:
             truncation=limit is not None, max_length=limit, verbose=False,
         )["input_ids"]
         counts.extend(len(row) for row in ids)
-    return counts
+    return np.array(counts)
 
 
-def length_sorted_batches(counts: list[int], batch_size: int, token_budget: int | None) -> list[list[int]]:
-    """Indices of the texts, longest first, cut into batches of at most `batch_size` texts and (when
-    given) at most `token_budget` padded tokens; a text longer than the budget gets a batch of its own."""
+def length_sorted_batches(counts: np.ndarray, batch_size: int, token_budget: int | None) -> list[np.ndarray]:
+    """Indices of the texts, largest count first, cut into batches of at most `batch_size` texts and
+    (when given) at most `token_budget` padded tokens; a text longer than the budget gets a batch alone."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    order = sorted(range(len(counts)), key=counts.__getitem__, reverse=True)
+    order = np.argsort(-np.asarray(counts), kind="stable")
     batches, start = [], 0
     while start < len(order):
         size = batch_size
         if token_budget is not None:  # the batch's first text is its longest: it sets the padded length
-            size = max(1, min(batch_size, token_budget // max(counts[order[start]], 1)))
+            size = max(1, min(batch_size, token_budget // max(int(counts[order[start]]), 1)))
         batches.append(order[start : start + size])
         start += size
     return batches
@@ -62,21 +72,39 @@ def embed(body, texts: list[str], batch_size: int, normalize: bool, show_progres
         return body.encode(
             texts, batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_tensor=True,
             normalize_embeddings=normalize,
-        ).float()
-    budget = CPU_TOKEN_BUDGET if body.device.type == "cpu" else None
-    batches = length_sorted_batches(token_counts(body, texts), batch_size, budget)
+        ).float().clone()  # clone: encode() returns inference tensors, which a trainable head cannot use
+    device = body.device
+    on_cpu, on_cuda = device.type == "cpu", device.type == "cuda"
+    counts = token_counts(body, texts) if on_cpu else np.array([len(text) for text in texts])
+    batches = length_sorted_batches(counts, batch_size, CPU_TOKEN_BUDGET if on_cpu else None)
+    steps = batches
     if show_progress_bar:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="Batches", unit="batch")
-    out = None
-    # no_grad, not inference_mode: a differentiable head may train on these embeddings.
-    with torch.no_grad():
-        for batch in batches:
-            embeddings = body(tokenize(body, [texts[i] for i in batch]))["sentence_embedding"].float()
-            if normalize:
-                embeddings = F.normalize(embeddings, p=2, dim=1)
-            if out is None:
-                out = embeddings.new_empty((len(texts), embeddings.shape[1]))
-            out[torch.as_tensor(batch, device=out.device)] = embeddings
-    return out
+        steps = tqdm(batches, desc="Batches", unit="batch")
+
+    def pinned_inputs(batch: np.ndarray) -> dict:
+        """Tokenised on the host into pinned memory, so that the copy up does not wait for the GPU."""
+        features = tokenize(body, [texts[i] for i in batch], device=torch.device("cpu"))
+        return {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in features.items()}
+
+    parts = []
+    # On a GPU a second thread tokenises the next batch (the tokenizer releases the GIL) while this
+    # thread runs the body; on a CPU the body's threads have the cores, so it is done in turn.
+    with ThreadPoolExecutor(max_workers=1) as pool, torch.inference_mode():
+        ahead = pool.submit(pinned_inputs, batches[0]) if on_cuda else None
+        for k, batch in enumerate(steps):
+            if not on_cuda:
+                features = tokenize(body, [texts[i] for i in batch])
+            else:
+                features = ahead.result()
+                if k + 1 < len(batches):
+                    ahead = pool.submit(pinned_inputs, batches[k + 1])
+                features = {key: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                            for key, v in features.items()}
+            embeddings = body(features)["sentence_embedding"].float()
+            parts.append(F.normalize(embeddings, p=2, dim=1) if normalize else embeddings)
+        position = torch.as_tensor(np.argsort(np.concatenate(batches)), device=device)
+        in_order = torch.cat(parts).index_select(0, position)
+    # Cloned outside inference mode: a normal tensor, which a differentiable head can train on.
+    return in_order.clone()

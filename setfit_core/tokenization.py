@@ -20,8 +20,8 @@ def max_length_of(body, requested: int | None) -> int | None:
     return requested
 
 
-def tokenize(body, texts: list[str], max_length: int | None = None) -> dict:
-    """Padded (to the longest text, not to max_length) model inputs on the body's device."""
+def tokenize(body, texts: list[str], max_length: int | None = None, device: torch.device | None = None) -> dict:
+    """Padded (to the longest text, not to max_length) model inputs on `device` (default: the body's)."""
     # sentence-transformers >= 6 renamed tokenize() to preprocess(); older releases only have tokenize().
     encode = getattr(body, "preprocess", None) or body.tokenize
     if max_length is not None and max_length != body.max_seq_length:
@@ -33,7 +33,7 @@ def tokenize(body, texts: list[str], max_length: int | None = None) -> dict:
             body.max_seq_length = previous
     else:
         features = encode(texts)
-    device = body.device
+    device = body.device if device is None else device
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in features.items()}
 
 

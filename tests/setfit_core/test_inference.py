@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from setfit_core import SetFitModel
-from setfit_core import inference
+from setfit_core import SetFitModel, inference
 from setfit_core.inference import embed, length_sorted_batches, token_counts
 
 # Lengths from 1 to 20 words, shuffled so that input order differs from length order.
@@ -26,25 +26,25 @@ def test_token_counts_are_the_padded_lengths_the_body_sees(body):
 
 
 def test_batches_cover_every_text_once_longest_first_within_budget():
-    counts = [5, 40, 12, 40, 3, 30, 7, 100, 1]
+    counts = np.array([5, 40, 12, 40, 3, 30, 7, 100, 1])
     batches = length_sorted_batches(counts, batch_size=3, token_budget=90)
-    flat = [i for batch in batches for i in batch]
+    flat = [int(i) for batch in batches for i in batch]
     assert sorted(flat) == list(range(len(counts)))
     assert [counts[i] for i in flat] == sorted(counts, reverse=True)
-    assert batches[0] == [7]  # longer than the budget: alone
+    assert list(batches[0]) == [7]  # longer than the budget: alone
     for batch in batches:
         assert len(batch) <= 3
         assert len(batch) == 1 or len(batch) * counts[batch[0]] <= 90
 
 
 def test_no_budget_means_batches_of_batch_size():
-    batches = length_sorted_batches([3] * 10, batch_size=4, token_budget=None)
+    batches = length_sorted_batches(np.full(10, 3), batch_size=4, token_budget=None)
     assert [len(b) for b in batches] == [4, 4, 2]
 
 
 def test_batch_size_below_one_is_refused():
     with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
-        length_sorted_batches([3, 4], batch_size=0, token_budget=None)
+        length_sorted_batches(np.array([3, 4]), batch_size=0, token_budget=None)
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -65,8 +65,9 @@ def test_embeddings_do_not_depend_on_batching(body, monkeypatch):
 
 
 def test_embeddings_can_feed_a_trainable_head(body):
-    """no_grad output, not inference tensors: a differentiable head's backward may save them."""
+    """Not inference tensors: a differentiable head's backward may save them."""
     embeddings = embed(body, TEXTS[:4], batch_size=2, normalize=True)
+    assert not embeddings.is_inference()
     layer = torch.nn.Linear(embeddings.shape[1], 2)
     layer(embeddings).sum().backward()
     assert layer.weight.grad is not None
@@ -79,3 +80,12 @@ def test_encode_keeps_order_shapes_and_progress_bar(tiny_model_dir):
     single = model.encode(TEXTS[5])
     torch.testing.assert_close(torch.from_numpy(single), torch.from_numpy(many[5]), atol=1e-5, rtol=1e-4)
     assert model.encode([]).shape[0] == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
+def test_gpu_embeddings_match_sentence_transformers(tiny_model_dir):
+    body = SetFitModel.from_pretrained(tiny_model_dir, device="cuda").model_body
+    expected = body.encode(TEXTS, batch_size=8, convert_to_tensor=True, normalize_embeddings=True)
+    got = embed(body, TEXTS, batch_size=8, normalize=True)
+    assert got.device.type == "cuda" and not got.is_inference()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
