@@ -5,8 +5,9 @@ cores: 8-9% of a MiniLM training step (19 dropouts per forward pass). Here each 
 comes from 16 random bits, four elements per 64-bit draw, which is ~7x cheaper: an element is dropped
 when its bits fall below round(p * 65536), so p holds to 1/65536 (0.1 becomes 0.100006), and kept
 elements are scaled by 1 / (1 - that p), so the output's expectation is the input, as with
-`nn.Dropout`. The whole step got 6-9% faster (sst2 and emotion, 8 and 64 shots), and the draws come
-from torch's default generator, so `set_seed` still makes a run repeatable.
+`nn.Dropout`. In 40-step A/Bs the whole step got 6-9% faster (sst2 and emotion, 8 and 64 shots; over
+whole runs the development machine's drift was as large: README "Speed"). The draws come from torch's
+default generator, so `set_seed` still makes a run repeatable.
 
 `cpu_dropout(body)` swaps the body's `nn.Dropout` modules for `FastDropout` and, where the Hugging Face
 model dispatches attention through transformers' attention interface (BERT-style models in
