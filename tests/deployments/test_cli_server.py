@@ -10,6 +10,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -31,13 +33,32 @@ def _answers(url: str) -> bool:
         return False
 
 
+@contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """Children started inside the block get SIGINT's default action, as a command in a terminal does.
+
+    A test run started as a background job of a non-interactive shell (`nohup make test &`) has SIGINT
+    ignored, children inherit that, and Python then installs no KeyboardInterrupt handler in them, so
+    the Ctrl-C below would never reach the CLI. A handled signal is reset to its default at exec.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous)
+
+
 def test_server_prints_its_urls_and_stops_on_ctrl_c(tmp_path):
     port = prefect_ops.free_port()
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path)
-    cli = subprocess.Popen([sys.executable, "-m", "flows.cli", "server", "--port", str(port)],
-                           cwd=prefect_ops.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, start_new_session=True)
+    with _sigint_not_ignored():
+        cli = subprocess.Popen([sys.executable, "-m", "flows.cli", "server", "--port", str(port)],
+                               cwd=prefect_ops.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
     lines: list[str] = []
     threading.Thread(target=_read_lines, args=(cli.stdout, lines), daemon=True).start()
     api = f"http://127.0.0.1:{port}/api"
