@@ -104,7 +104,8 @@ def embed(body, texts: list[str], batch_size: int, normalize: bool, show_progres
                             for key, v in features.items()}
             embeddings = body(features)["sentence_embedding"].float()
             parts.append(F.normalize(embeddings, p=2, dim=1) if normalize else embeddings)
-        position = torch.as_tensor(np.argsort(np.concatenate(batches)), device=device)
-        in_order = torch.cat(parts).index_select(0, position)
-    # Cloned outside inference mode: a normal tensor, which a differentiable head can train on.
-    return in_order.clone()
+        length_sorted = torch.cat(parts)
+    # Put back in input order outside inference mode, so the result is a normal tensor, which a
+    # differentiable head can train on (without a further copy).
+    position = torch.as_tensor(np.argsort(np.concatenate(batches)), device=device)
+    return length_sorted.index_select(0, position)
