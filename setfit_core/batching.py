@@ -17,8 +17,9 @@ import torch
 from setfit_core.tokenization import tokenize
 
 # On CPU one extra forward pass costs about as much as this many padded tokens (measured on MiniLM,
-# 2 cores); on GPU per-launch overhead dominates, so micro-batches only pay off for long texts.
-SPLIT_COST_TOKENS = {"cpu": 48, "cuda": 4096}
+# 2 cores); with bf16 products (cpu_matmul.py) padding is cheaper and every new shape costs a setup;
+# on GPU per-launch overhead dominates, so micro-batches only pay off for long texts.
+SPLIT_COST_TOKENS = {"cpu": 48, "cpu_bf16": 96, "cuda": 4096}
 
 
 class TokenCache:

@@ -25,6 +25,7 @@ from setfit_core.args import TrainingArguments
 from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, gathered_loss, prepare_steps
 from setfit_core.compact_vocabulary import compact_vocabulary, densify, sparse_vocabulary_grads
 from setfit_core.cpu_dropout import cpu_dropout
+from setfit_core.cpu_matmul import bf16_matmuls
 from setfit_core.cuda_graphs import GraphedSteps
 from setfit_core.heap import HeapReleaser
 from setfit_core.losses import build_loss
@@ -59,6 +60,8 @@ SPARSE_GRAD_MIN_VOCAB = 4096
 COMPACT_VOCABULARY = True
 # On CPU, draw dropout masks from 16-bit random integers (see cpu_dropout.py); False only for A/B.
 CPU_FAST_DROPOUT = True
+# On a CPU with AMX, multiply in bf16 with fp32 accumulation (see cpu_matmul.py); False only for A/B.
+CPU_BF16_MATMUL = True
 # progress(step, total_steps, loss): after every step on CPU, every CUDA_LOSS_READ_EVERY steps on a GPU.
 ProgressFn = Callable[[int, int, float], None]
 
@@ -130,9 +133,10 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
-def step_loss(body, loss_fn, cache: TokenCache, step: Step) -> torch.Tensor:
+def step_loss(body, loss_fn, cache: TokenCache, step: Step, split_cost: int | None = None) -> torch.Tensor:
     """Encode each distinct text of the step once; gather its embedding wherever it occurs."""
-    split_cost = SPLIT_COST_TOKENS.get(body.device.type, 0)
+    if split_cost is None:
+        split_cost = SPLIT_COST_TOKENS.get(body.device.type, 0)
     embeddings = encode_rows(body, cache, step.rows, split_cost, step.rows_on_device)
     return gathered_loss(loss_fn, embeddings, step.inverse, step.target, step.num_pairs)
 
@@ -189,14 +193,17 @@ def train_body(
     on_cpu = body.device.type == "cpu"
     with (compact_vocabulary(body, cache, SPARSE_GRAD_MIN_VOCAB, COMPACT_VOCABULARY and on_cpu) as vocabulary,
           sparse_vocabulary_grads(body, SPARSE_GRAD_MIN_VOCAB, on_cpu and vocabulary is None) as sparse_grads,
-          cpu_dropout(body) if CPU_FAST_DROPOUT and on_cpu else nullcontext()):
+          cpu_dropout(body) if CPU_FAST_DROPOUT and on_cpu else nullcontext(False) as own_attention,
+          # Only with our attention, whose per-head products stay fp32 (see cpu_matmul.py); autocast has its own.
+          bf16_matmuls(body, CPU_BF16_MATMUL and own_attention and not args.use_amp) as in_bf16):
+        split_cost = SPLIT_COST_TOKENS.get("cpu_bf16" if in_bf16 else body.device.type, 0)
         # Built after the compact vocabulary is in place: AdamW then holds only the rows in use.
         optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0,
                                    graph_device=body.device if graphs_wanted else None)
 
         def eager_step(prepared: Step) -> torch.Tensor:
             with _autocast(body.device, args.use_amp):
-                loss = step_loss(body, loss_fn, cache, prepared)
+                loss = step_loss(body, loss_fn, cache, prepared, split_cost)
             loss.backward()
             densify(sparse_grads)
             torch.nn.utils.clip_grad_norm_(body.parameters(), 1.0)

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from setfit_core.cpu_matmul import exact_matmul
+
 # Name under which the attention function below is registered with transformers.
 ATTENTION_NAME = "setfit_core_cpu_dropout"
 _LEVELS = 1 << 16
@@ -81,14 +83,14 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
     """transformers' eager attention (scores, mask, softmax, dropout, weighted sum) with `FastDropout`'s mask."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    weights = exact_matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None and attention_mask.dtype == torch.bool:  # True: attend
         weights = weights.masked_fill(~attention_mask, torch.finfo(weights.dtype).min)
     elif attention_mask is not None:  # additive, as eager_mask makes it
         weights = weights + attention_mask
     weights = torch.softmax(weights, dim=-1)
     weights = fast_dropout(weights, dropout, module.training)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+    return exact_matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
 def _register_attention() -> bool:
@@ -136,12 +138,13 @@ def _attention_swappable(module: nn.Module) -> bool:
 
 
 @contextmanager
-def cpu_dropout(body: nn.Module) -> Iterator[None]:
+def cpu_dropout(body: nn.Module) -> Iterator[bool]:
     """`body` with `FastDropout` and its attention (see the module docstring) inside the block. Saving the
-    body inside is fine: neither dropout modules nor the attention implementation are saved."""
+    body inside is fine: neither dropout modules nor the attention implementation are saved. Yields whether
+    attention was swapped too."""
     swapped = _Swapped(body)
     swapped.install()
     try:
-        yield
+        yield bool(swapped.models)
     finally:
         swapped.restore()

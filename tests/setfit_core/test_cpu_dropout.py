@@ -97,6 +97,7 @@ def test_eval_outputs_unchanged_inside(body):
 
 def _train(tiny_model_dir, tiny_data, monkeypatch, fast: bool, no_dropout: bool = False):
     monkeypatch.setattr(body_training, "CPU_FAST_DROPOUT", fast)
+    monkeypatch.setattr(body_training, "CPU_BF16_MATMUL", False)  # fp32 products on both sides
     body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
     if no_dropout:
         for module in _dropouts(body):

@@ -1,0 +1,78 @@
+"""A/B of phase-1 CPU switches: ms per step, training loss and peak RSS, one fresh process per run.
+
+    python benchmarks/cpu_step_ab.py --dataset emotion --shots 8 --steps 120 --repeats 2 --variants fp32,bf16
+
+A variant names the `body_training` switches it turns off: `fp32` is `CPU_BF16_MATMUL=False`, `bf16` the
+default; `nodropout` (`CPU_FAST_DROPOUT=False`) and `nocompact` (`COMPACT_VOCABULARY=False`) can be
+joined with `+` (`fp32+nodropout`). Runs alternate the variants' order, so drift of the machine falls on
+both. Sampling as REFERENCE §3 (seed 0); the step count is capped by `--steps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SWITCHES = {"fp32": "CPU_BF16_MATMUL", "bf16": None, "nodropout": "CPU_FAST_DROPOUT", "nocompact": "COMPACT_VOCABULARY"}
+
+
+def run_one(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+    from _workers import few_shot_sample, load_split
+
+    from setfit_core import SetFitModel, TrainingArguments, body_training, default_model_path
+    from setfit_core.body_training import train_body
+
+    torch.set_num_threads(args.threads)
+    for part in args.variant.split("+"):
+        if SWITCHES[part]:
+            setattr(body_training, SWITCHES[part], False)
+    sample = few_shot_sample(load_split(args.data_root, args.dataset, "train"), args.shots, seed=0)
+    model = SetFitModel.from_pretrained(default_model_path(), device="cpu")
+    train_args = TrainingArguments(max_steps=args.steps, seed=0, show_progress_bar=False, save_strategy="no")
+    result = train_body(model.model_body, sample.text.tolist(), np.asarray(sample.label), train_args)
+    print(json.dumps({"variant": args.variant, "ms_per_step": round(1000 * result.seconds / result.steps, 1),
+                      "steps": result.steps, "train_loss": round(result.train_loss, 6),
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="emotion")
+    p.add_argument("--shots", type=int, default=8)
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--variants", default="fp32,bf16")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--variant", help=argparse.SUPPRESS)  # set in the child process
+    args = p.parse_args()
+    if args.variant:
+        run_one(args)
+        return 0
+    variants = args.variants.split(",")
+    for name in variants:
+        if any(part not in SWITCHES for part in name.split("+")):
+            p.error(f"--variants: {name!r} is not made of {sorted(SWITCHES)} joined by '+'")
+    rows = []
+    for repeat in range(args.repeats):
+        for name in variants if repeat % 2 == 0 else variants[::-1]:
+            started = time.perf_counter()
+            out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--variant", name],
+                                 capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), f"({time.perf_counter() - started:.0f} s)", flush=True)
+    for name in variants:
+        times = sorted(r["ms_per_step"] for r in rows if r["variant"] == name)
+        print(f"{name}: ms/step best {times[0]}, median {times[len(times) // 2]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

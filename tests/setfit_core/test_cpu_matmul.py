@@ -1,0 +1,146 @@
+"""bf16 matrix products for CPU phase 1: the precision switch, padded rows, exact attention products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from setfit_core import SetFitModel, TrainingArguments, body_training
+from setfit_core import cpu_matmul as cm
+from setfit_core.body_training import train_body
+
+needs_amx = pytest.mark.skipif(
+    not cm.amx_available(),
+    reason="needs a CPU with AMX tiles (Intel Xeon Sapphire Rapids or later) and torch's oneDNN fp32_precision",
+)
+
+
+def _precision() -> str | None:
+    return getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", None)
+
+
+def _linears(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if type(m) is nn.Linear]
+
+
+def test_row_padded_linear_is_the_same_layer():
+    torch.manual_seed(0)
+    linear = nn.Linear(24, 40)
+    padded = cm.RowPaddedLinear(linear)
+    assert padded.weight is linear.weight and padded.bias is linear.bias
+    for shape in [(1, 24), (3, 7, 24), (64, 24), (2, 65, 24)]:
+        x = torch.randn(shape, requires_grad=True)
+        expected = linear(x)
+        (expected * torch.arange(expected.numel()).view_as(expected)).sum().backward()
+        grads = x.grad.clone(), linear.weight.grad.clone(), linear.bias.grad.clone()
+        x.grad = linear.weight.grad = linear.bias.grad = None
+        out = padded(x)
+        (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+        assert out.shape == expected.shape
+        torch.testing.assert_close(out, expected)
+        for got, want in zip((x.grad, linear.weight.grad, linear.bias.grad), grads, strict=True):
+            torch.testing.assert_close(got, want)
+        linear.weight.grad = linear.bias.grad = None
+
+
+class _LinearShapes(TorchFunctionMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: set[int] = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is nn.functional.linear:
+            self.rows.add(args[0].shape[0])
+        return func(*args, **(kwargs or {}))
+
+
+def test_row_padded_linear_multiplies_few_shapes():
+    padded = cm.RowPaddedLinear(nn.Linear(8, 8))
+    with _LinearShapes() as seen, torch.no_grad():
+        for rows in range(1, 300):
+            padded(torch.randn(rows, 8))
+    assert seen.rows == {64, 128, 192, 256, 320}  # 299 row counts, 5 shapes for oneDNN
+
+
+@needs_amx
+def test_inside_products_are_bf16_but_exact_matmul_stays_fp32():
+    torch.manual_seed(0)
+    a, b = torch.randn(256, 384, requires_grad=True), torch.randn(384, 384, requires_grad=True)
+    before = _precision()
+    exact = a @ b
+    exact.sum().backward()
+    exact_grads = a.grad.clone(), b.grad.clone()
+    a.grad = b.grad = None
+    with cm.bf16_matmuls(nn.Sequential()) as on:
+        assert on
+        rounded = (a @ b).detach()
+        kept = cm.exact_matmul(a, b)
+        kept.sum().backward()
+    assert _precision() == before
+    assert not torch.equal(rounded, exact.detach())  # the setting bites: inputs rounded to bf16...
+    torch.testing.assert_close(rounded, exact.detach(), rtol=0.05, atol=0.5)  # ...accumulated in fp32
+    assert torch.equal(kept, exact)
+    assert torch.equal(a.grad, exact_grads[0]) and torch.equal(b.grad, exact_grads[1])
+
+
+@pytest.fixture
+def body(tiny_model_dir):
+    return SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
+
+
+@needs_amx
+def test_swap_inside_and_restore_after_also_on_error(body):
+    originals, before = _linears(body), _precision()
+    keys = {k: v.data_ptr() for k, v in body.state_dict().items()}
+    assert originals
+    with pytest.raises(RuntimeError, match="boom"), cm.bf16_matmuls(body):
+        assert not _linears(body)
+        assert sum(isinstance(m, cm.RowPaddedLinear) for m in body.modules()) == len(originals)
+        assert _precision() == "bf16"
+        # The same parameters under the same names: optimizers and saved bodies see no difference.
+        assert {k: v.data_ptr() for k, v in body.state_dict().items()} == keys
+        raise RuntimeError("boom")
+    assert _linears(body) == originals  # the very same modules
+    assert _precision() == before
+
+
+def test_disabled_or_without_amx_nothing_changes(body, monkeypatch):
+    originals, before = _linears(body), _precision()
+    with cm.bf16_matmuls(body, enabled=False) as on:
+        assert not on and _linears(body) == originals and _precision() == before
+    monkeypatch.setattr(cm, "amx_available", lambda: False)
+    with cm.bf16_matmuls(body) as on:
+        assert not on and _linears(body) == originals and _precision() == before
+
+
+def _train_recording(tiny_model_dir, tiny_data, **overrides):
+    """Train a few steps; record the matmul precision and layer types the body's forward passes saw."""
+    body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
+    seen = set()
+    body[0].register_forward_pre_hook(
+        lambda module, inputs: seen.add((_precision(), any(isinstance(m, cm.RowPaddedLinear) for m in body.modules())))
+    )
+    args = TrainingArguments(max_steps=4, seed=5, batch_size=8, show_progress_bar=False, **overrides)
+    result = train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
+    return seen, body, result
+
+
+@needs_amx
+def test_cpu_phase1_trains_with_bf16_products_then_restores(tiny_model_dir, tiny_data):
+    before = _precision()
+    seen, body, result = _train_recording(tiny_model_dir, tiny_data)
+    assert seen == {("bf16", True)}
+    assert _precision() == before and not any(isinstance(m, cm.RowPaddedLinear) for m in body.modules())
+    assert np.isfinite(result.train_loss)
+
+
+@needs_amx
+def test_not_under_autocast_nor_without_the_cpu_attention(tiny_model_dir, tiny_data, monkeypatch):
+    seen, _, _ = _train_recording(tiny_model_dir, tiny_data, use_amp=True)
+    assert seen == {(_precision(), False)}
+    monkeypatch.setattr(body_training, "CPU_FAST_DROPOUT", False)  # attention's products would be bf16
+    seen, _, _ = _train_recording(tiny_model_dir, tiny_data)
+    assert seen == {(_precision(), False)}
