@@ -25,6 +25,7 @@ from setfit_core.args import TrainingArguments
 from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, gathered_loss, prepare_steps
 from setfit_core.compact_vocabulary import compact_vocabulary, densify, sparse_vocabulary_grads
 from setfit_core.cpu_dropout import cpu_dropout
+from setfit_core.cpu_gelu import native_gelu
 from setfit_core.cpu_matmul import bf16_matmuls
 from setfit_core.cuda_graphs import GraphedSteps
 from setfit_core.heap import HeapReleaser
@@ -58,6 +59,8 @@ CUDA_LOSS_READ_EVERY = 20
 SPARSE_GRAD_MIN_VOCAB = 4096
 # On CPU, train only the word-embedding rows the texts use (see compact_vocabulary.py); False only for A/B.
 COMPACT_VOCABULARY = True
+# On CPU, run GELU through PyTorch's kernel instead of oneDNN's per-shape ones (see cpu_gelu.py); False only for A/B.
+CPU_NATIVE_GELU = True
 # On CPU, draw dropout masks from 16-bit random integers (see cpu_dropout.py); False only for A/B.
 CPU_FAST_DROPOUT = True
 # On a CPU with AMX, multiply in bf16 with fp32 accumulation (see cpu_matmul.py); False only for A/B.
@@ -162,6 +165,35 @@ def make_optimizer(params, lr: float, weight_decay: float,
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
+def allocate_state_now(optimizer: torch.optim.Optimizer) -> None:
+    """Create the optimizer's per-parameter state (AdamW's moments) now rather than in the first step.
+
+    Made in the first step, after the backward pass has freed that step's activations, the ~90 MB of
+    moments land in the holes those left all over glibc's heap, and stay there: every later step's
+    activations then fit only between them, and on CPU the heap grows with each new mix of sizes
+    (heap.py). Made before any activation exists, they sit together below them. A step with zero
+    gradients and a zero learning rate creates the state without changing a parameter; the step counts
+    go back to 0, so the run's updates are exactly those of an optimizer that started lazily.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+    if not params or any(p.grad is not None for p in params):
+        return
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * 0 if torch.is_tensor(group["lr"]) else 0.0
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    try:
+        optimizer.step()
+    finally:
+        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+    for state in optimizer.state.values():
+        if "step" in state:
+            state["step"] = state["step"].zero_() if torch.is_tensor(state["step"]) else 0
+
+
 def train_body(
     body,
     texts: list[str],
@@ -194,12 +226,15 @@ def train_body(
     with (compact_vocabulary(body, cache, SPARSE_GRAD_MIN_VOCAB, COMPACT_VOCABULARY and on_cpu) as vocabulary,
           sparse_vocabulary_grads(body, SPARSE_GRAD_MIN_VOCAB, on_cpu and vocabulary is None) as sparse_grads,
           cpu_dropout(body) if CPU_FAST_DROPOUT and on_cpu else nullcontext(False) as own_attention,
+          native_gelu(body) if CPU_NATIVE_GELU and on_cpu else nullcontext(0),
           # Only with our attention, whose per-head products stay fp32 (see cpu_matmul.py); autocast has its own.
           bf16_matmuls(body, CPU_BF16_MATMUL and own_attention and not args.use_amp) as in_bf16):
         split_cost = SPLIT_COST_TOKENS.get("cpu_bf16" if in_bf16 else body.device.type, 0)
         # Built after the compact vocabulary is in place: AdamW then holds only the rows in use.
         optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0,
                                    graph_device=body.device if graphs_wanted else None)
+        if on_cpu:
+            allocate_state_now(optimizer)
 
         def eager_step(prepared: Step) -> torch.Tensor:
             with _autocast(body.device, args.use_amp):

@@ -9,8 +9,11 @@ gradients and AdamW's state stay fp32, so unlike autocast nothing is cast or cop
 oneDNN compiles a kernel for every new bf16 shape, about a millisecond each, and keeps 2-7 MB per shape
 for good (measured: 100 row counts of one linear layer grew RSS by 730 MB). A training step's shapes
 change with its texts' lengths, so inside `bf16_matmuls` the body's linear layers pad their flattened
-rows to a multiple of `ROW_MULTIPLE` (few shapes: one per 64 tokens of a micro-batch), and attention's
-per-head products, whose shapes follow every length, stay exact fp32 (`exact_matmul`).
+rows to a multiple of `ROW_MULTIPLE` and multiply at most `TILE_ROWS` rows at a time: four row counts
+in all, whose kernels `bf16_matmuls` compiles before training starts. Compiled during training, each
+kernel's allocations would land between a step's activations and pin that memory in glibc's heap for
+good (see cpu_gelu.py). Attention's per-head products, whose shapes follow every length, stay exact
+fp32 (`exact_matmul`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import torch
 from torch import nn
 
 ROW_MULTIPLE = 64
+# Larger products are done in tiles of this many rows (a multiple of ROW_MULTIPLE): AMX runs a 256-row
+# product of MiniLM's shapes about as fast per row as a longer one.
+TILE_ROWS = 256
 
 
 def amx_available() -> bool:
@@ -68,7 +74,8 @@ def exact_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class RowPaddedLinear(nn.Module):
     """Stands in for an `nn.Linear` (the same parameters) inside `bf16_matmuls`: pads the flattened input
-    rows with zeros to a multiple of `ROW_MULTIPLE`, so oneDNN sees few shapes; the output is the same."""
+    rows with zeros to a multiple of `ROW_MULTIPLE` and multiplies `TILE_ROWS` rows at a time, so oneDNN
+    sees few shapes (`row_counts()`); the output is the same."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
@@ -81,7 +88,28 @@ class RowPaddedLinear(nn.Module):
         padded = -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE
         if padded != rows:
             flat = nn.functional.pad(flat, (0, 0, 0, padded - rows))
-        return nn.functional.linear(flat, self.weight, self.bias)[:rows].view(*x.shape[:-1], self.out_features)
+        if padded <= TILE_ROWS:
+            out = nn.functional.linear(flat, self.weight, self.bias)
+        else:
+            out = torch.cat([nn.functional.linear(tile, self.weight, self.bias) for tile in flat.split(TILE_ROWS)])
+        return out[:rows].view(*x.shape[:-1], self.out_features)
+
+
+def row_counts() -> range:
+    """Every row count a `RowPaddedLinear` hands to oneDNN."""
+    return range(ROW_MULTIPLE, TILE_ROWS + 1, ROW_MULTIPLE)
+
+
+def compile_kernels(linears: list[nn.Linear]) -> None:
+    """Run each layer shape's forward and backward products once per `row_counts()` on zeros (no gradient
+    reaches a parameter), so oneDNN compiles and caches those kernels now, before training allocates."""
+    shapes = {(layer.in_features, layer.out_features): layer for layer in linears}
+    for layer in shapes.values():
+        inputs = [p for p in (layer.weight, layer.bias) if p is not None and p.requires_grad]
+        for rows in row_counts():
+            x = torch.zeros(rows, layer.in_features, device=layer.weight.device, requires_grad=True)
+            y = nn.functional.linear(x, layer.weight, layer.bias)
+            torch.autograd.grad(y, [x, *inputs], torch.ones_like(y))
 
 
 @contextmanager
@@ -99,6 +127,7 @@ def bf16_matmuls(body: nn.Module, enabled: bool = True) -> Iterator[bool]:
         setattr(parent, name, RowPaddedLinear(child))
     try:
         with _precision("bf16"):
+            compile_kernels([child for _, _, child in linears])
             yield True
     finally:
         for parent, name, child in linears:

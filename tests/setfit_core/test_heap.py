@@ -6,6 +6,7 @@ import platform
 
 import numpy as np
 import pytest
+import torch
 
 from setfit_core import SetFitModel, TrainingArguments, body_training, heap
 
@@ -50,3 +51,41 @@ def test_cpu_training_uses_the_releaser(tiny_model_dir, tiny_data, monkeypatch):
     args = TrainingArguments(num_iterations=1, seed=0, show_progress_bar=False, save_strategy="no")
     result = body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
     assert len(made) == 1 and made[0].steps == result.steps
+
+
+def _tiny_net(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_optimizer_state_made_up_front_changes_no_update(fused):
+    lazy_net, early_net = _tiny_net(0), _tiny_net(0)
+    lazy = torch.optim.AdamW(lazy_net.parameters(), lr=0.05, weight_decay=0.01, fused=fused)
+    early = torch.optim.AdamW(early_net.parameters(), lr=0.05, weight_decay=0.01, fused=fused)
+    body_training.allocate_state_now(early)
+    for p in early_net.parameters():  # the moments exist, at zero, before any step; nothing moved
+        state = early.state[p]
+        assert torch.count_nonzero(state["exp_avg"]) == 0 and torch.count_nonzero(state["exp_avg_sq"]) == 0
+        assert float(state["step"]) == 0 and p.grad is None
+    assert all(torch.equal(a, b) for a, b in zip(lazy_net.parameters(), early_net.parameters(), strict=True))
+    assert early.param_groups[0]["lr"] == 0.05
+    torch.manual_seed(1)
+    for _ in range(4):
+        x = torch.randn(8, 6)
+        for net, optimizer in ((lazy_net, lazy), (early_net, early)):
+            net(x).square().sum().backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    assert all(torch.equal(a, b) for a, b in zip(lazy_net.parameters(), early_net.parameters(), strict=True))
+    assert float(early.state[next(early_net.parameters())]["step"]) == 4
+
+
+def test_cpu_training_makes_the_optimizer_state_before_the_first_step(tiny_model_dir, tiny_data, monkeypatch):
+    calls = []
+    real = body_training.allocate_state_now
+    monkeypatch.setattr(body_training, "allocate_state_now", lambda opt: calls.append(len(opt.state)) or real(opt))
+    body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
+    args = TrainingArguments(max_steps=2, seed=5, batch_size=8, show_progress_bar=False)
+    body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
+    assert calls == [0]  # once, while the optimizer had no state yet
