@@ -274,7 +274,8 @@ def run_pairs_case(spec: dict[str, Any]) -> dict[str, Any]:
     train = load_split(spec["data_root"], spec["dataset"], "train")
     train = few_shot_sample(train, spec["shots"], spec["seed"], labels=list(range(spec["classes"])))
     m: dict[str, Any] = {"num_train": len(train), "num_classes": spec["classes"]}
-    overrides = {"sampling_strategy": "oversampling", "num_iterations": None, "max_steps": spec["max_steps"]}
+    overrides = {"sampling_strategy": "oversampling", "num_iterations": None, "max_steps": spec["max_steps"],
+                 "gradient_checkpointing": spec.get("gradient_checkpointing", False)}
     run_setfit_core(spec, train, clock, m, **overrides)
     return _finish(spec, m)
 

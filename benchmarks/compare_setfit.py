@@ -3,6 +3,7 @@
     python benchmarks/compare_setfit.py --datasets sst2 --shots 8 --seeds 0 --test-rows 200   # smoke run
     python benchmarks/compare_setfit.py --summarize benchmarks/results/<timestamp>             # rebuild report
     python benchmarks/compare_setfit.py --pairs-memory                                         # 2x8 vs 5x64 RSS
+    python benchmarks/compare_setfit.py --pairs-memory --gradient-checkpointing                # the same, checkpointed
 
 Every (library, dataset, shots, seed) run is a fresh subprocess (`--worker '<json spec>'`), so its peak RSS
 and CUDA peak are its own. See benchmarks/README.md.
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summarize", type=Path, metavar="DIR", help="only rebuild DIR/summary.md/png from results.jsonl")
     p.add_argument("--pairs-memory", action="store_true", help="setfit_core peak RSS: 2x8 vs 5x64 oversampling")
     p.add_argument("--pairs-max-steps", type=int, default=30, help="max_steps for --pairs-memory runs")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="--pairs-memory runs with TrainingArguments(gradient_checkpointing=True)")
     p.add_argument("--worker", metavar="SPEC_JSON", help=argparse.SUPPRESS)  # internal: one run
     return p
 
@@ -83,6 +86,9 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise SystemExit(f"--{name.replace('_', '-')} must be a positive int; got {value!r}")
+    if args.gradient_checkpointing and not args.pairs_memory:
+        raise SystemExit("--gradient-checkpointing applies to --pairs-memory runs only (both libraries run the "
+                         "default recipe otherwise)")
     if min(args.shots) <= 0:
         raise SystemExit(f"--shots must be positive ints; got {args.shots!r}")
     if args.model is not None and not Path(args.model).is_dir():
@@ -172,7 +178,8 @@ def run_pairs_memory(args: argparse.Namespace, out: Path) -> int:
     results: dict[str, dict[str, Any]] = {}
     for name, classes, shots in PAIRS_CASES:
         spec = {**base_spec(args), "kind": "pairs", "library": "setfit_core", "dataset": PAIRS_DATASET,
-                "classes": classes, "shots": shots, "seed": args.seeds[0], "max_steps": args.pairs_max_steps}
+                "classes": classes, "shots": shots, "seed": args.seeds[0], "max_steps": args.pairs_max_steps,
+                "gradient_checkpointing": args.gradient_checkpointing}
         result = spawn(spec, out, f"pairs-memory-{name}")
         if result is None:
             return 1
@@ -182,7 +189,8 @@ def run_pairs_memory(args: argparse.Namespace, out: Path) -> int:
               f"{result['body_pairs']} pairs, body {result['body_s']:.1f} s")
     ratio = results["5x64"]["peak_rss_mib"] / results["2x8"]["peak_rss_mib"]
     verdict = "PASS" if ratio <= PAIRS_RSS_TARGET else "FAIL"
-    summary = {"cases": results, "rss_ratio_5x64_over_2x8": ratio, "target": PAIRS_RSS_TARGET, "verdict": verdict}
+    summary = {"cases": results, "gradient_checkpointing": args.gradient_checkpointing,
+               "rss_ratio_5x64_over_2x8": ratio, "target": PAIRS_RSS_TARGET, "verdict": verdict}
     (out / "pairs_memory.json").write_text(json.dumps(summary, indent=2))
     print(f"peak RSS ratio 5x64 / 2x8 = {ratio:.3f} (target <= {PAIRS_RSS_TARGET}): {verdict}; see {out}")
     return 0 if verdict == "PASS" else 1

@@ -4,7 +4,8 @@
 
 A variant names the `body_training` switches it turns off: `fp32` is `CPU_BF16_MATMUL=False`, `bf16` the
 default; `nodropout` (`CPU_FAST_DROPOUT=False`), `nocompact` (`COMPACT_VOCABULARY=False`) and `onednngelu`
-(`CPU_NATIVE_GELU=False`) can be joined with `+` (`fp32+nodropout`). Runs alternate the variants' order, so
+(`CPU_NATIVE_GELU=False`) can be joined with `+` (`fp32+nodropout`); `checkpointed` turns
+`TrainingArguments(gradient_checkpointing=True)` on. Runs alternate the variants' order, so
 drift of the machine falls on both. Sampling as REFERENCE §3 (seed 0); the step count is capped by `--steps`.
 """
 
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 SWITCHES = {"fp32": "CPU_BF16_MATMUL", "bf16": None, "nodropout": "CPU_FAST_DROPOUT", "nocompact": "COMPACT_VOCABULARY",
-            "onednngelu": "CPU_NATIVE_GELU"}
+            "onednngelu": "CPU_NATIVE_GELU", "checkpointed": None}
 
 
 def run_one(args: argparse.Namespace) -> None:
@@ -36,7 +37,8 @@ def run_one(args: argparse.Namespace) -> None:
             setattr(body_training, SWITCHES[part], False)
     sample = few_shot_sample(load_split(args.data_root, args.dataset, "train"), args.shots, seed=0)
     model = SetFitModel.from_pretrained(default_model_path(), device="cpu")
-    train_args = TrainingArguments(max_steps=args.steps, seed=0, show_progress_bar=False, save_strategy="no")
+    train_args = TrainingArguments(max_steps=args.steps, seed=0, show_progress_bar=False, save_strategy="no",
+                                   gradient_checkpointing="checkpointed" in args.variant.split("+"))
     result = train_body(model.model_body, sample.text.tolist(), np.asarray(sample.label), train_args)
     print(json.dumps({"variant": args.variant, "ms_per_step": round(1000 * result.seconds / result.steps, 1),
                       "steps": result.steps, "train_loss": round(result.train_loss, 6),

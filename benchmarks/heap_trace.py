@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--mmap-threshold", type=int, default=0, help="bytes; 0 keeps glibc's dynamic threshold")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="TrainingArguments(gradient_checkpointing=True)")
     args = parser.parse_args()
 
     libc = ctypes.CDLL("libc.so.6")
@@ -79,7 +81,8 @@ def main() -> None:
     model = SetFitModel.from_pretrained(default_model_path())
     print(json.dumps({"after_load": sample()}), flush=True)
     training = TrainingArguments(seed=0, sampling_strategy="oversampling", max_steps=args.steps,
-                                 show_progress_bar=False, save_strategy="no")
+                                 show_progress_bar=False, save_strategy="no",
+                                 gradient_checkpointing=args.gradient_checkpointing)
     trainer = Trainer(model, training, train_dataset={"text": train.text.tolist(), "label": train.label.tolist()})
     started = time.perf_counter()
     trainer.train_embeddings()

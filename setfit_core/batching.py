@@ -81,13 +81,27 @@ def length_buckets(lengths: np.ndarray, split_cost: int, max_buckets: int = 4) -
     return groups[::-1]
 
 
+def cap_tokens(groups: list[np.ndarray], lengths: np.ndarray, max_tokens: int) -> list[np.ndarray]:
+    """`groups` with each one split so that its texts times its longest length stay within `max_tokens`
+    (a text longer than that goes alone)."""
+    capped = []
+    for group in groups:
+        per = max(1, max_tokens // max(1, int(lengths[group].max())))
+        capped.extend(group[i : i + per] for i in range(0, len(group), per))
+    return capped
+
+
 def encode_rows(
-    body, cache: TokenCache, rows: np.ndarray, split_cost: int, rows_on_device: torch.Tensor | None = None
+    body, cache: TokenCache, rows: np.ndarray, split_cost: int, rows_on_device: torch.Tensor | None = None,
+    max_tokens: int | None = None,
 ) -> torch.Tensor:
-    """Embeddings of texts `rows` (distinct), computed in length buckets, returned in `rows` order."""
+    """Embeddings of texts `rows` (distinct), computed in length buckets (of at most `max_tokens` padded
+    tokens each, if given), returned in `rows` order."""
     if len(rows) == 0:
         raise ValueError("encode_rows needs at least one row")
     buckets = length_buckets(cache.lengths[rows], split_cost) if cache.sliceable else [np.arange(len(rows))]
+    if max_tokens is not None and cache.sliceable:
+        buckets = cap_tokens(buckets, cache.lengths[rows], max_tokens)
     if len(buckets) == 1:
         return body(cache.features_for(rows, rows_on_device))["sentence_embedding"]
     parts = [body(cache.features_for(rows[b]))["sentence_embedding"] for b in buckets]

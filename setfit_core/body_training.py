@@ -23,6 +23,7 @@ import torch
 
 from setfit_core.args import TrainingArguments
 from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, gathered_loss, prepare_steps
+from setfit_core.checkpointing import checkpointed_layers
 from setfit_core.compact_vocabulary import compact_vocabulary, densify, sparse_vocabulary_grads
 from setfit_core.cpu_dropout import cpu_dropout
 from setfit_core.cpu_gelu import native_gelu
@@ -65,6 +66,8 @@ CPU_NATIVE_GELU = True
 CPU_FAST_DROPOUT = True
 # On a CPU with AMX, multiply in bf16 with fp32 accumulation (see cpu_matmul.py); False only for A/B.
 CPU_BF16_MATMUL = True
+# With gradient_checkpointing on CPU, micro-batches of at most this many padded tokens (see checkpointing.py).
+CHECKPOINTED_MICRO_BATCH_TOKENS = 256
 # progress(step, total_steps, loss): after every step on CPU, every CUDA_LOSS_READ_EVERY steps on a GPU.
 ProgressFn = Callable[[int, int, float], None]
 
@@ -136,11 +139,12 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
-def step_loss(body, loss_fn, cache: TokenCache, step: Step, split_cost: int | None = None) -> torch.Tensor:
+def step_loss(body, loss_fn, cache: TokenCache, step: Step, split_cost: int | None = None,
+              max_tokens: int | None = None) -> torch.Tensor:
     """Encode each distinct text of the step once; gather its embedding wherever it occurs."""
     if split_cost is None:
         split_cost = SPLIT_COST_TOKENS.get(body.device.type, 0)
-    embeddings = encode_rows(body, cache, step.rows, split_cost, step.rows_on_device)
+    embeddings = encode_rows(body, cache, step.rows, split_cost, step.rows_on_device, max_tokens)
     return gathered_loss(loss_fn, embeddings, step.inverse, step.target, step.num_pairs)
 
 
@@ -214,7 +218,8 @@ def train_body(
     batches = _plan_batches(np.asarray(label_ids), args, loss_fn.kind, args.max_steps, pairs)
     total = batches.total_steps
     cache = TokenCache(body, texts, max_length_of(body, args.max_length))
-    graphs_wanted = CUDA_GRAPHS and body.device.type == "cuda" and cache.sliceable
+    # A checkpointed layer's backward replays its forward, which a recorded graph cannot hold: eager then.
+    graphs_wanted = CUDA_GRAPHS and body.device.type == "cuda" and cache.sliceable and not args.gradient_checkpointing
     heap = HeapReleaser() if RELEASE_HEAP and body.device.type == "cpu" else None
     lr_at = linear_schedule(args.body_embedding_learning_rate, math.ceil(total * args.warmup_proportion), total)
     evaluator = _Evaluator.create(body, loss_fn, eval_texts, eval_label_ids, args)
@@ -228,8 +233,11 @@ def train_body(
           cpu_dropout(body) if CPU_FAST_DROPOUT and on_cpu else nullcontext(False) as own_attention,
           native_gelu(body) if CPU_NATIVE_GELU and on_cpu else nullcontext(0),
           # Only with our attention, whose per-head products stay fp32 (see cpu_matmul.py); autocast has its own.
-          bf16_matmuls(body, CPU_BF16_MATMUL and own_attention and not args.use_amp) as in_bf16):
+          bf16_matmuls(body, CPU_BF16_MATMUL and own_attention and not args.use_amp) as in_bf16,
+          checkpointed_layers(body, args.gradient_checkpointing)):
         split_cost = SPLIT_COST_TOKENS.get("cpu_bf16" if in_bf16 else body.device.type, 0)
+        # Checkpointed, a layer holds one micro-batch's activations at a time: keep micro-batches small.
+        max_tokens = CHECKPOINTED_MICRO_BATCH_TOKENS if args.gradient_checkpointing and on_cpu else None
         # Built after the compact vocabulary is in place: AdamW then holds only the rows in use.
         optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0,
                                    graph_device=body.device if graphs_wanted else None)
@@ -238,7 +246,7 @@ def train_body(
 
         def eager_step(prepared: Step) -> torch.Tensor:
             with _autocast(body.device, args.use_amp):
-                loss = step_loss(body, loss_fn, cache, prepared, split_cost)
+                loss = step_loss(body, loss_fn, cache, prepared, split_cost, max_tokens)
             loss.backward()
             densify(sparse_grads)
             torch.nn.utils.clip_grad_norm_(body.parameters(), 1.0)

@@ -1,10 +1,13 @@
 """Hand freed heap memory back to the OS during CPU training (glibc only).
 
 PyTorch's CPU tensors come from malloc. Every step frees activations of a slightly different size
-than the step before (texts of other lengths), and glibc keeps freed pages resident, so a long run's
-RSS creeps up although its live memory does not: 5 classes x 64 shots on MiniLM went from 1.08 GB
-after 1 step to 1.61 GB after 150 steps, and on. `HeapReleaser.after_step()` calls `malloc_trim` when
-the resident set has crept past its settled level. On other C libraries (musl, macOS) it does nothing.
+than the step before (texts of other lengths), and glibc keeps freed pages resident; where allocations
+that outlive a step sit between them, the next steps cannot reuse that memory, so a long run's RSS crept
+up although its live memory did not: 5 classes x 64 shots on MiniLM went from 1.08 GB after 1 step to
+1.61 GB after 150 steps, and on. Phase 1 now avoids the allocations that did that (cpu_gelu.py,
+cpu_matmul.py, `body_training.allocate_state_now`); this stays as the safety net for any others:
+`HeapReleaser.after_step()` calls `malloc_trim` when the resident set has crept past its settled level.
+On other C libraries (musl, macOS) it does nothing.
 """
 
 from __future__ import annotations

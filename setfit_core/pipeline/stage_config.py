@@ -49,7 +49,8 @@ ARGS_BY_STAGE = {
     "body": ("batch_size", "num_epochs", "body_learning_rate", "loss", "loss_params", "margin", "distance_metric",
              "max_steps", "warmup_proportion", "max_length", "use_amp", "seed", "samples_per_label", "preset",
              "sampling_strategy",
-             "eval_strategy", "eval_steps", "eval_delay", "eval_max_steps", "load_best_model_at_end"),
+             "eval_strategy", "eval_steps", "eval_delay", "eval_max_steps", "load_best_model_at_end",
+             "gradient_checkpointing"),
     "head": ("head_learning_rate", "batch_size", "num_epochs", "l2_weight", "seed", "end_to_end",
              "body_learning_rate", "max_length"),
 }
@@ -124,6 +125,10 @@ def body_config(args: TrainingArguments, model_identity: dict[str, str], with_ev
         "group_sampling": _group_sampling(args) if loss["kind"] == "group" else None,
         "eval": None,
     }
+    if args.gradient_checkpointing:
+        # The same training up to float rounding (checkpointing.py), but the stage must know to run it;
+        # keyed only when on, so the keys of bodies trained without it stay what they were.
+        config["gradient_checkpointing"] = True
     if with_eval:  # phase-1 evaluation only changes the body when it picks the best checkpoint
         config["eval"] = {
             "eval_strategy": args.eval_strategy,
@@ -196,6 +201,7 @@ def stage_args(config: dict[str, Any]) -> TrainingArguments:
             num_epochs=(config["num_epochs"], _CLASSIFIER_PHASE_DEFAULTS["num_epochs"]),
             body_learning_rate=(config["body_learning_rate"], _CLASSIFIER_PHASE_DEFAULTS["body_learning_rate"]),
             **{k: config[k] for k in ("max_steps", "warmup_proportion", "max_length", "use_amp", "seed")},
+            gradient_checkpointing=config.get("gradient_checkpointing", False),
         )
         if config["samples_per_label"] is not None:
             values["samples_per_label"] = config["samples_per_label"]

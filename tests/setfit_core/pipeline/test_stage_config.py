@@ -181,3 +181,12 @@ def test_unkeyed_arguments_change_no_key(make_job, field):
               "metric_for_best_model": "accuracy", "greater_is_better": True, "save_strategy": "epoch",
               "logging_strategy": "no"}
     assert keys(make_job()) == keys(make_job(args={**TINY_ARGS, field: values[field]}))
+
+
+def test_gradient_checkpointing_reaches_the_body_stage_and_keys_only_when_on(make_job):
+    off = sc.body_config(TrainingArguments(), {"sha256": "x"}, with_eval=False)
+    on = sc.body_config(TrainingArguments(gradient_checkpointing=True), {"sha256": "x"}, with_eval=False)
+    assert "gradient_checkpointing" not in off  # bodies trained before the option keep their keys
+    assert sc.stage_args(on).gradient_checkpointing and not sc.stage_args(off).gradient_checkpointing
+    assert changed(keys(make_job()), keys(make_job(args={**TINY_ARGS, "gradient_checkpointing": True}))) == {
+        "body", "embeddings", "head", "evaluation", "model"}
