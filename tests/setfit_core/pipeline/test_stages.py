@@ -117,6 +117,21 @@ def test_pipeline_body_matches_the_trainer(make_job, tiny_model_dir):
     assert all(torch.allclose(staged[k], reference[k], atol=1e-6) for k in reference)
 
 
+def test_gradient_checkpointing_reaches_the_body_stage_and_trains_the_same_body(make_job, monkeypatch):
+    from setfit_core import checkpointing
+
+    entered = []
+    real = checkpointing.checkpointed_layers
+    monkeypatch.setattr("setfit_core.body_training.checkpointed_layers",
+                        lambda body, enabled=True: entered.append(enabled) or real(body, enabled))
+    plain = run(make_job())
+    checkpointed = run(make_job(args={**TINY_ARGS, "gradient_checkpointing": True}))
+    assert entered == [False, True] and checkpointed["body"].key != plain["body"].key
+    a = SetFitModel.from_pretrained(plain["body"].uri, device="cpu").model_body.state_dict()
+    b = SetFitModel.from_pretrained(checkpointed["body"].uri, device="cpu").model_body.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # tiny texts: the same micro-batches, so bit for bit
+
+
 @pytest.mark.parametrize("args", [{"loss": "BatchHardTripletLoss"}, {"preset": "fast", "max_steps": 3}])
 def test_group_loss_trains_on_label_grouped_rows(make_job, args):
     results = run(make_job(args={**TINY_ARGS, **args}))
