@@ -31,6 +31,7 @@ from setfit_core.cpu_matmul import bf16_matmuls
 from setfit_core.cuda_graphs import GraphedSteps
 from setfit_core.heap import HeapReleaser
 from setfit_core.losses import build_loss
+from setfit_core.optimization import allocate_state_now, linear_schedule, make_optimizer, set_lr
 from setfit_core.sampling import (
     PairPlan,
     balanced_per_label,
@@ -121,24 +122,6 @@ def fast_steps(num_texts: int, batch_texts: int) -> int:
     return int(min(FAST_MAX_STEPS, max(FAST_MIN_STEPS, round(FAST_EPOCHS * num_texts / batch_texts))))
 
 
-def linear_schedule(base_lr: float, warmup: int, total: int) -> Callable[[int], float]:
-    """Learning rate after `step` steps: linear warm-up over `warmup` steps, then linear decay to 0."""
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return base_lr * step / max(1, warmup)
-        return base_lr * max(0.0, (total - step) / max(1, total - warmup))
-
-    return lr_at
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        if torch.is_tensor(group["lr"]):
-            group["lr"].fill_(lr)  # a capturable optimizer's recorded step reads it on the device
-        else:
-            group["lr"] = lr
-
-
 def step_loss(body, loss_fn, cache: TokenCache, step: Step, split_cost: int | None = None,
               max_tokens: int | None = None) -> torch.Tensor:
     """Encode each distinct text of the step once; gather its embedding wherever it occurs."""
@@ -146,56 +129,6 @@ def step_loss(body, loss_fn, cache: TokenCache, step: Step, split_cost: int | No
         split_cost = SPLIT_COST_TOKENS.get(body.device.type, 0)
     embeddings = encode_rows(body, cache, step.rows, split_cost, step.rows_on_device, max_tokens)
     return gathered_loss(loss_fn, embeddings, step.inverse, step.target, step.num_pairs)
-
-
-def make_optimizer(params, lr: float, weight_decay: float,
-                   graph_device: torch.device | None = None) -> torch.optim.Optimizer:
-    """AdamW, fused where available; with `graph_device`, one whose step a CUDA graph can record.
-
-    The fused kernel (CPU and CUDA, torch >= 2.4) does the AdamW update in one pass: on MiniLM with
-    2 CPU cores it takes the step from ~120 ms to ~25 ms. A recorded step reads its learning rate
-    from a device tensor, so the schedule can change it between replays.
-    """
-    params = list(params)
-    if graph_device is not None:
-        try:
-            lr_tensor = torch.tensor(float(lr), device=graph_device)
-            return torch.optim.AdamW(params, lr=lr_tensor, weight_decay=weight_decay, fused=True, capturable=True)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            logger.info("no capturable fused AdamW here (%s); training without CUDA graphs", exc)
-    try:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
-def allocate_state_now(optimizer: torch.optim.Optimizer) -> None:
-    """Create the optimizer's per-parameter state (AdamW's moments) now rather than in the first step.
-
-    Made in the first step, after the backward pass has freed that step's activations, the ~90 MB of
-    moments land in the holes those left all over glibc's heap, and stay there: every later step's
-    activations then fit only between them, and on CPU the heap grows with each new mix of sizes
-    (heap.py). Made before any activation exists, they sit together below them. A step with zero
-    gradients and a zero learning rate creates the state without changing a parameter; the step counts
-    go back to 0, so the run's updates are exactly those of an optimizer that started lazily.
-    """
-    params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
-    if not params or any(p.grad is not None for p in params):
-        return
-    lrs = [group["lr"] for group in optimizer.param_groups]
-    for group in optimizer.param_groups:
-        group["lr"] = group["lr"] * 0 if torch.is_tensor(group["lr"]) else 0.0
-    for p in params:
-        p.grad = torch.zeros_like(p)
-    try:
-        optimizer.step()
-    finally:
-        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-    for state in optimizer.state.values():
-        if "step" in state:
-            state["step"] = state["step"].zero_() if torch.is_tensor(state["step"]) else 0
 
 
 def train_body(
@@ -292,7 +225,7 @@ def _run_steps(body, run_step: Callable[[Step], torch.Tensor], steps: Iterator[S
     for prepared in steps:
         if step == total:
             break
-        _set_lr(optimizer, lr_at(step))
+        set_lr(optimizer, lr_at(step))
         step += 1
         loss = run_step(prepared)
         loss_sum += loss

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 ROW_MULTIPLE = 64
-# Larger products are done in tiles of this many rows (a multiple of ROW_MULTIPLE): AMX runs a 256-row
-# product of MiniLM's shapes about as fast per row as a longer one.
+# Larger products are done in tiles of this many rows (a multiple of ROW_MULTIPLE); on MiniLM the tiles
+# cost no measurable time per training step (README "Memory", cpu_step_ab.py).
 TILE_ROWS = 256
 
 
@@ -103,7 +103,7 @@ def row_counts() -> range:
 def compile_kernels(linears: list[nn.Linear]) -> None:
     """Run each layer shape's forward and backward products once per `row_counts()` on zeros (no gradient
     reaches a parameter), so oneDNN compiles and caches those kernels now, before training allocates."""
-    shapes = {(layer.in_features, layer.out_features): layer for layer in linears}
+    shapes = {(layer.in_features, layer.out_features, layer.bias is not None): layer for layer in linears}
     for layer in shapes.values():
         inputs = [p for p in (layer.weight, layer.bias) if p is not None and p.requires_grad]
         for rows in row_counts():

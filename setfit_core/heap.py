@@ -5,7 +5,7 @@ than the step before (texts of other lengths), and glibc keeps freed pages resid
 that outlive a step sit between them, the next steps cannot reuse that memory, so a long run's RSS crept
 up although its live memory did not: 5 classes x 64 shots on MiniLM went from 1.08 GB after 1 step to
 1.61 GB after 150 steps, and on. Phase 1 now avoids the allocations that did that (cpu_gelu.py,
-cpu_matmul.py, `body_training.allocate_state_now`); this stays as the safety net for any others:
+cpu_matmul.py, `optimization.allocate_state_now`); this stays as the safety net for any others:
 `HeapReleaser.after_step()` calls `malloc_trim` when the resident set has crept past its settled level.
 On other C libraries (musl, macOS) it does nothing.
 """

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from setfit_core import SetFitModel, TrainingArguments, body_training, heap
+from setfit_core import SetFitModel, TrainingArguments, body_training, heap, optimization
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 
@@ -63,7 +63,7 @@ def test_optimizer_state_made_up_front_changes_no_update(fused):
     lazy_net, early_net = _tiny_net(0), _tiny_net(0)
     lazy = torch.optim.AdamW(lazy_net.parameters(), lr=0.05, weight_decay=0.01, fused=fused)
     early = torch.optim.AdamW(early_net.parameters(), lr=0.05, weight_decay=0.01, fused=fused)
-    body_training.allocate_state_now(early)
+    optimization.allocate_state_now(early)
     for p in early_net.parameters():  # the moments exist, at zero, before any step; nothing moved
         state = early.state[p]
         assert torch.count_nonzero(state["exp_avg"]) == 0 and torch.count_nonzero(state["exp_avg_sq"]) == 0
