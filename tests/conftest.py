@@ -206,3 +206,28 @@ def _free_port() -> int:
 def s3_root(s3_server: str) -> str:
     """A fresh prefix in the shared bucket, so tests never see each other's stages."""
     return f"s3://{BUCKET}/{uuid.uuid4().hex}"
+
+
+def onednn_log(run, level: int | None = None) -> str:
+    """What oneDNN logs while `run()` runs (`level`: a torch.backends.mkldnn.VERBOSE_* value, default VERBOSE_ON).
+
+    oneDNN prints to the process's stdout (fd 1) through C's buffered stdio, which pytest's capsys cannot see.
+    """
+    import ctypes
+    import tempfile
+
+    import torch
+
+    level = torch.backends.mkldnn.VERBOSE_ON if level is None else level
+    with tempfile.TemporaryFile(mode="w+") as log:
+        saved = os.dup(1)
+        os.dup2(log.fileno(), 1)
+        try:
+            with torch.backends.mkldnn.verbose(level):
+                run()
+        finally:
+            ctypes.CDLL(None).fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        return log.read()

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
-import tempfile
-
 import numpy as np
 import pytest
 import torch
@@ -15,6 +11,7 @@ from transformers.activations import GELUActivation
 from setfit_core import SetFitModel, TrainingArguments, body_training
 from setfit_core import cpu_gelu as cg
 from setfit_core.body_training import train_body
+from tests.conftest import onednn_log
 
 
 def _gelus(module: nn.Module) -> list[nn.Module]:
@@ -37,26 +34,11 @@ def test_same_values_and_gradients_as_torch_gelu():
     torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=3e-6)
 
 
-def _onednn_log(run) -> str:
-    with tempfile.TemporaryFile(mode="w+") as log:
-        saved = os.dup(1)
-        os.dup2(log.fileno(), 1)  # oneDNN writes to the process's stdout
-        try:
-            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
-                run()
-        finally:
-            ctypes.CDLL(None).fflush(None)
-            os.dup2(saved, 1)
-            os.close(saved)
-        log.seek(0)
-        return log.read()
-
-
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 def test_runs_no_onednn_kernel_and_leaves_onednn_switched_on():
     x = torch.randn(67, 1536, requires_grad=True)
-    assert "eltwise" in _onednn_log(lambda: nn.functional.gelu(x).sum().backward())  # torch's own GELU does
-    assert "eltwise" not in _onednn_log(lambda: cg.gelu(x).sum().backward())
+    assert "eltwise" in onednn_log(lambda: nn.functional.gelu(x).sum().backward())  # torch's own GELU does
+    assert "eltwise" not in onednn_log(lambda: cg.gelu(x).sum().backward())
     assert torch._C._get_mkldnn_enabled()
     with pytest.raises(RuntimeError):
         cg.gelu(torch.randn(3, dtype=torch.complex64))  # fails inside the switch...

@@ -14,6 +14,7 @@ from setfit_core.body_training import train_body
 from setfit_core.cpu_dropout import cpu_dropout
 from setfit_core.cpu_gelu import native_gelu
 from setfit_core.tokenization import tokenize
+from tests.conftest import onednn_log
 
 needs_amx = pytest.mark.skipif(
     not cm.amx_available(),
@@ -71,23 +72,8 @@ def test_row_padded_linear_multiplies_few_shapes():
 
 def _onednn_kernels_created(run) -> list[str]:
     """oneDNN's log lines of kernels compiled (primitive cache misses) while `run()` runs."""
-    import ctypes
-    import os
-    import tempfile
-
-    # oneDNN writes its log to the process's stdout (fd 1), which pytest's capsys cannot see.
-    with tempfile.TemporaryFile(mode="w+") as log:
-        saved = os.dup(1)
-        os.dup2(log.fileno(), 1)
-        try:
-            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON_CREATION):
-                run()
-        finally:
-            ctypes.CDLL(None).fflush(None)  # oneDNN prints through C's buffered stdout
-            os.dup2(saved, 1)
-            os.close(saved)
-        log.seek(0)
-        return [line for line in log if "create:cache_miss" in line]
+    log = onednn_log(run, torch.backends.mkldnn.VERBOSE_ON_CREATION)
+    return [line for line in log.splitlines() if "create:cache_miss" in line]
 
 
 @needs_amx
