@@ -21,6 +21,8 @@ from contextlib import contextmanager
 
 import torch
 
+from setfit_core.heap import page_out
+
 # Model types whose forward reads input ids only through the word embedding.
 SAFE_MODEL_TYPES = {"bert", "distilbert"}
 
@@ -51,6 +53,9 @@ class CompactVocabulary:
         self.remap = torch.full((self.num_embeddings,), -1, dtype=torch.long, device=self.full.device)
         self.remap[self.used] = torch.arange(len(self.used), device=self.full.device)
         self.compact = torch.nn.Parameter(self.full.detach()[self.used].clone())
+        # The full matrix is loaded as a view of the model file, so the pages its rows were just read from
+        # stay resident while they sit unused: 27 MiB of them for 320 texts (README "Memory").
+        page_out(self.full.detach())
         self._install()
 
     def remap_ids(self, input_ids: torch.Tensor) -> torch.Tensor:

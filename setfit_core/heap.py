@@ -8,6 +8,9 @@ up although its live memory did not: 5 classes x 64 shots on MiniLM went from 1.
 cpu_matmul.py, `optimization.allocate_state_now`); this stays as the safety net for any others:
 `HeapReleaser.after_step()` calls `malloc_trim` when the resident set has crept past its settled level.
 On other C libraries (musl, macOS) it does nothing.
+
+`page_out(tensor)` drops a tensor's clean file-backed pages from the resident set (Linux): the body's
+weights are loaded as views of the model file's mapping, so every page a run reads stays resident.
 """
 
 from __future__ import annotations
@@ -15,17 +18,25 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
+
+import torch
 
 # Trim once the resident set has crept this far past its settled level.
 DEFAULT_SLACK_BYTES = 64 * 2**20
 
 
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
 def _malloc_trim():
     """glibc's malloc_trim, or None where the C library has none."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
@@ -33,6 +44,13 @@ def _malloc_trim():
 
 _TRIM = _malloc_trim()
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# Linux's madvise advice "reclaim these pages now" (5.4+). It never changes what memory holds: clean
+# file-backed pages are dropped and read back from the file if touched again, and anonymous ones
+# (copied on write, or with no file behind them) stay unless there is swap to move them to.
+_MADV_PAGEOUT = 21
+_MADVISE = getattr(_libc(), "madvise", None) if sys.platform.startswith("linux") else None
+if _MADVISE is not None:
+    _MADVISE.argtypes, _MADVISE.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
 
 
 def resident_bytes() -> int | None:
@@ -50,6 +68,17 @@ def release_free_memory() -> bool:
         return False
     _TRIM(0)
     return True
+
+
+def page_out(tensor: torch.Tensor) -> bool:
+    """Ask the kernel to reclaim the pages under a CPU tensor's data now; False where it cannot (not
+    Linux, a kernel before 5.4). Safe for any tensor (see _MADV_PAGEOUT); it pays off for one that is a
+    view of a memory-mapped file, such as a loaded weight that is read once and then set aside."""
+    if _MADVISE is None or tensor.device.type != "cpu" or tensor.numel() == 0 or not tensor.is_contiguous():
+        return False
+    start = tensor.data_ptr() // _PAGE * _PAGE
+    end = tensor.data_ptr() + tensor.numel() * tensor.element_size()
+    return _MADVISE(start, end - start, _MADV_PAGEOUT) == 0
 
 
 class HeapReleaser:

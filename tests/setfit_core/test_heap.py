@@ -89,3 +89,53 @@ def test_cpu_training_makes_the_optimizer_state_before_the_first_step(tiny_model
     args = TrainingArguments(max_steps=2, seed=5, batch_size=8, show_progress_bar=False)
     body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
     assert calls == [0]  # once, while the optimizer had no state yet
+
+
+def _mapped_kib(path) -> int:
+    """Resident KiB of this process's mappings of `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                inside = len(fields) >= 6 and fields[-1] == str(path)
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="madvise(MADV_PAGEOUT) is Linux's")
+def test_page_out_drops_a_mapped_files_resident_pages_and_changes_no_value(tmp_path):
+    path = tmp_path / "weights.bin"
+    values = torch.arange(2**20, dtype=torch.float32)  # 4 MiB
+    values.numpy().tofile(path)
+    mapped = torch.from_file(str(path), shared=False, size=values.numel(), dtype=torch.float32)  # private mmap
+    assert torch.equal(mapped, values)  # reads every page
+    before = _mapped_kib(path)
+    assert before >= 3 * 1024
+    assert heap.page_out(mapped) is True
+    assert _mapped_kib(path) < before / 4
+    assert torch.equal(mapped, values)  # read back from the file
+    # Pages written since (private copies) keep what was written.
+    mapped[:1024] = -1.0
+    assert heap.page_out(mapped) is True
+    assert float(mapped[:1024].sum()) == -1024.0 and torch.equal(mapped[1024:], values[1024:])
+
+
+def test_page_out_skips_what_it_cannot_cover():
+    assert heap.page_out(torch.empty(0)) is False
+    assert heap.page_out(torch.ones(64, 64).t()[:, :8]) is False  # not contiguous: no single range
+
+
+def test_the_compact_vocabulary_pages_out_the_full_embedding(tiny_model_dir, tiny_data, monkeypatch):
+    from setfit_core import compact_vocabulary
+
+    paged = []
+    real = compact_vocabulary.page_out
+    monkeypatch.setattr(compact_vocabulary, "page_out", lambda t: paged.append(t.data_ptr()) or real(t))
+    monkeypatch.setattr(body_training, "SPARSE_GRAD_MIN_VOCAB", 1)
+    body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
+    full = body[0].auto_model.get_input_embeddings().weight
+    args = TrainingArguments(max_steps=2, seed=5, batch_size=8, show_progress_bar=False)
+    body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
+    assert paged == [full.data_ptr()]
