@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 SWITCHES = {"fp32": "CPU_BF16_MATMUL", "bf16": None, "nodropout": "CPU_FAST_DROPOUT", "nocompact": "COMPACT_VOCABULARY",
-            "onednngelu": "CPU_NATIVE_GELU", "checkpointed": None}
+            "onednngelu": "CPU_NATIVE_GELU", "nolean": "CPU_LEAN_ACTIVATIONS", "checkpointed": None}
 
 
 def run_one(args: argparse.Namespace) -> None:

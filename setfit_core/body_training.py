@@ -32,6 +32,7 @@ from setfit_core.cuda_graphs import GraphedSteps
 from setfit_core.heap import HeapReleaser
 from setfit_core.losses import build_loss
 from setfit_core.optimization import allocate_state_now, linear_schedule, make_optimizer, set_lr
+from setfit_core.recompute import kept_lean, layer_norm_offers
 from setfit_core.sampling import (
     PairPlan,
     balanced_per_label,
@@ -67,6 +68,8 @@ CPU_NATIVE_GELU = True
 CPU_FAST_DROPOUT = True
 # On a CPU with AMX, multiply in bf16 with fp32 accumulation (see cpu_matmul.py); False only for A/B.
 CPU_BF16_MATMUL = True
+# On CPU, outputs that are cheap to recompute are not kept for backward (see recompute.py); False only for A/B.
+CPU_LEAN_ACTIVATIONS = True
 # With gradient_checkpointing on CPU, micro-batches of at most this many padded tokens (see checkpointing.py).
 CHECKPOINTED_MICRO_BATCH_TOKENS = 256
 # progress(step, total_steps, loss): after every step on CPU, every CUDA_LOSS_READ_EVERY steps on a GPU.
@@ -161,13 +164,16 @@ def train_body(
     body.train()
     started = time.perf_counter()
     on_cpu = body.device.type == "cpu"
+    # Checkpointed layers keep next to nothing already, and offers would keep their inputs alive.
+    lean = CPU_LEAN_ACTIVATIONS and on_cpu and not args.gradient_checkpointing
     with (compact_vocabulary(body, cache, SPARSE_GRAD_MIN_VOCAB, COMPACT_VOCABULARY and on_cpu) as vocabulary,
           sparse_vocabulary_grads(body, SPARSE_GRAD_MIN_VOCAB, on_cpu and vocabulary is None) as sparse_grads,
           cpu_dropout(body) if CPU_FAST_DROPOUT and on_cpu else nullcontext(False) as own_attention,
           native_gelu(body) if CPU_NATIVE_GELU and on_cpu else nullcontext(0),
           # Only with our attention, whose per-head products stay fp32 (see cpu_matmul.py); autocast has its own.
           bf16_matmuls(body, CPU_BF16_MATMUL and own_attention and not args.use_amp) as in_bf16,
-          checkpointed_layers(body, args.gradient_checkpointing)):
+          checkpointed_layers(body, args.gradient_checkpointing),
+          layer_norm_offers(body, lean)):
         split_cost = SPLIT_COST_TOKENS.get("cpu_bf16" if in_bf16 else body.device.type, 0)
         # Checkpointed, a layer holds one micro-batch's activations at a time: keep micro-batches small.
         max_tokens = CHECKPOINTED_MICRO_BATCH_TOKENS if args.gradient_checkpointing and on_cpu else None
@@ -178,9 +184,10 @@ def train_body(
             allocate_state_now(optimizer)
 
         def eager_step(prepared: Step) -> torch.Tensor:
-            with _autocast(body.device, args.use_amp):
-                loss = step_loss(body, loss_fn, cache, prepared, split_cost, max_tokens)
-            loss.backward()
+            with kept_lean(lean):
+                with _autocast(body.device, args.use_amp):
+                    loss = step_loss(body, loss_fn, cache, prepared, split_cost, max_tokens)
+                loss.backward()
             densify(sparse_grads)
             torch.nn.utils.clip_grad_norm_(body.parameters(), 1.0)
             optimizer.step()

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from setfit_core.cpu_matmul import exact_matmul
+from setfit_core.recompute import offer
 
 # Name under which the attention function below is registered with transformers.
 ATTENTION_NAME = "setfit_core_cpu_dropout"
@@ -42,27 +43,35 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tens
     return bits >= threshold - _LEVELS // 2, _LEVELS / (_LEVELS - threshold)
 
 
+def _masked(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+    return x.mul(keep).mul_(scale)
+
+
 class _Dropout(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        keep, scale = keep_mask(x.shape, p)
+    def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(keep)
         ctx.scale = scale
-        return x.mul(keep).mul_(scale)
+        return _masked(x, keep, scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None
+        return _masked(grad, keep, ctx.scale), None, None
 
 
-def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """`F.dropout` for CPU tensors, with the mask drawn by `keep_mask`."""
+def fast_dropout(x: torch.Tensor, p: float, training: bool, offer_output: bool = False) -> torch.Tensor:
+    """`F.dropout` for CPU tensors, with the mask drawn by `keep_mask`. With `offer_output`, the output is
+    offered for recomputation from `x` and the mask (recompute.py): for an `x` that is kept anyway."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu" or not 0.0 < p < 1.0:  # GPUs draw masks cheaply; p=1 or bad p: torch decides
         return nn.functional.dropout(x, p, training)
-    return _Dropout.apply(x, p)
+    keep, scale = keep_mask(x.shape, p)
+    y = _Dropout.apply(x, keep, scale)
+    if offer_output:
+        offer(y, lambda: _masked(x, keep, scale))
+    return y
 
 
 class FastDropout(nn.Module):
@@ -89,7 +98,8 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
     elif attention_mask is not None:  # additive, as eager_mask makes it
         weights = weights + attention_mask
     weights = torch.softmax(weights, dim=-1)
-    weights = fast_dropout(weights, dropout, module.training)
+    # softmax keeps its output for backward, so the dropped-out copy need not be kept as well.
+    weights = fast_dropout(weights, dropout, module.training, offer_output=True)
     return exact_matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 

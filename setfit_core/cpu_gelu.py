@@ -19,6 +19,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from setfit_core.recompute import offer
+
 try:
     from transformers.activations import GELUActivation
 except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
@@ -40,8 +42,7 @@ class _NativeGelu(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        with _without_onednn():
-            return nn.functional.gelu(x)
+        return _forward(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -50,9 +51,19 @@ class _NativeGelu(torch.autograd.Function):
             return torch.ops.aten.gelu_backward(grad, x)
 
 
+def _forward(x: torch.Tensor) -> torch.Tensor:
+    with _without_onednn():
+        return nn.functional.gelu(x)
+
+
 def gelu(x: torch.Tensor) -> torch.Tensor:
-    """Exact GELU; on CPU without oneDNN's per-shape kernels (see the module docstring)."""
-    return _NativeGelu.apply(x) if x.device.type == "cpu" else nn.functional.gelu(x)
+    """Exact GELU; on CPU without oneDNN's per-shape kernels (see the module docstring). The output is
+    offered for recomputation (recompute.py): GELU keeps its input for backward anyway."""
+    if x.device.type != "cpu":
+        return nn.functional.gelu(x)
+    y = _NativeGelu.apply(x)
+    offer(y, lambda: _forward(x))
+    return y
 
 
 class NativeGELU(nn.Module):

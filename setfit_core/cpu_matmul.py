@@ -24,6 +24,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from setfit_core import recompute
+
 ROW_MULTIPLE = 64
 # Larger products are done in tiles of this many rows (a multiple of ROW_MULTIPLE); on MiniLM the tiles
 # cost no measurable time per training step (README "Memory", cpu_step_ab.py).
@@ -87,7 +89,10 @@ class RowPaddedLinear(nn.Module):
         rows = flat.shape[0]
         padded = -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE
         if padded != rows:
+            unpadded = recompute.pack(flat)  # kept by the recipe: the input itself, or how to rebuild it
             flat = nn.functional.pad(flat, (0, 0, 0, padded - rows))
+            # The product would keep the padded copy; the recipe keeps the unpadded input instead.
+            recompute.offer(flat, lambda: nn.functional.pad(recompute.unpack(unpadded), (0, 0, 0, padded - rows)))
         if padded <= TILE_ROWS:
             out = nn.functional.linear(flat, self.weight, self.bias)
         else:

@@ -75,7 +75,8 @@ def test_swap_inside_and_restore_after_also_on_error(body):
 def test_attention_and_hidden_dropouts_all_go_through_fast_dropout(body, monkeypatch):
     calls = []
     real = cd.fast_dropout
-    monkeypatch.setattr(cd, "fast_dropout", lambda x, p, training: calls.append(x.dim()) or real(x, p, training))
+    monkeypatch.setattr(cd, "fast_dropout",
+                        lambda x, p, training, **kw: calls.append(x.dim()) or real(x, p, training, **kw))
     features = body.tokenize(["good movie", "awful film indeed"])
     body.train()
     with cd.cpu_dropout(body):
