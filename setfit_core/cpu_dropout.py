@@ -24,8 +24,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from setfit_core import recompute
 from setfit_core.cpu_matmul import exact_matmul
-from setfit_core.recompute import offer
 
 # Name under which the attention function below is registered with transformers.
 ATTENTION_NAME = "setfit_core_cpu_dropout"
@@ -70,7 +70,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool, offer_output: bool =
     keep, scale = keep_mask(x.shape, p)
     y = _Dropout.apply(x, keep, scale)
     if offer_output:
-        offer(y, lambda: _masked(x, keep, scale))
+        recompute.offer(y, lambda: _masked(x, keep, scale))
     return y
 
 
@@ -100,7 +100,11 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
     weights = torch.softmax(weights, dim=-1)
     # softmax keeps its output for backward, so the dropped-out copy need not be kept as well.
     weights = fast_dropout(weights, dropout, module.training, offer_output=True)
-    return exact_matmul(weights, value).transpose(1, 2).contiguous(), weights
+    mixed = exact_matmul(weights, value).transpose(1, 2).contiguous()
+    # The output projection keeps `mixed`; rebuilding it is one small product of tensors kept anyway.
+    kept_weights = recompute.pack(weights)
+    recompute.offer(mixed, lambda: exact_matmul(recompute.unpack(kept_weights), value).transpose(1, 2).contiguous())
+    return mixed, weights
 
 
 def _register_attention() -> bool:
