@@ -134,6 +134,19 @@ def test_nothing_outlives_a_step(tiny_model_dir, tiny_data):
     assert not [o for o in gc.get_objects() if type(o) in (recompute._Offer, recompute._Rebuild)]
 
 
+def test_nothing_is_rebuilt_under_autocast(tiny_model_dir, tiny_data, monkeypatch):
+    """Under use_amp the recipes would run outside autocast, in other dtypes (a bf16 V times fp32 weights)."""
+    rebuilt = []
+    real_unpack = recompute.unpack
+    monkeypatch.setattr(recompute, "unpack",
+                        lambda p: rebuilt.append(isinstance(p, recompute._Rebuild)) or real_unpack(p))
+    body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
+    args = TrainingArguments(max_steps=2, seed=3, batch_size=8, show_progress_bar=False, use_amp=True)
+    result = body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
+    assert result.steps == 2 and np.isfinite(result.train_loss)
+    assert rebuilt and not any(rebuilt)
+
+
 def test_layer_norm_hooks_are_removed_after_an_error(tiny_model_dir):
     body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
     norms = [m for m in body.modules() if type(m) is nn.LayerNorm]
