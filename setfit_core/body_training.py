@@ -68,7 +68,8 @@ CPU_NATIVE_GELU = True
 CPU_FAST_DROPOUT = True
 # On a CPU with AMX, multiply in bf16 with fp32 accumulation (see cpu_matmul.py); False only for A/B.
 CPU_BF16_MATMUL = True
-# On CPU, outputs that are cheap to recompute are not kept for backward (see recompute.py); False only for A/B.
+# On CPU with fp32 products, outputs that are cheap to recompute are not kept for backward (see recompute.py);
+# False only for A/B. Not with bf16 products: there the rebuilds cost ~20% of a step (README "Memory").
 CPU_LEAN_ACTIVATIONS = True
 # With gradient_checkpointing on CPU, micro-batches of at most this many padded tokens (see checkpointing.py).
 CHECKPOINTED_MICRO_BATCH_TOKENS = 256
@@ -165,7 +166,7 @@ def train_body(
     started = time.perf_counter()
     on_cpu = body.device.type == "cpu"
     # Checkpointed layers keep next to nothing already, and offers would keep their inputs alive.
-    lean = CPU_LEAN_ACTIVATIONS and on_cpu and not args.gradient_checkpointing
+    may_lean = CPU_LEAN_ACTIVATIONS and on_cpu and not args.gradient_checkpointing
     with (compact_vocabulary(body, cache, SPARSE_GRAD_MIN_VOCAB, COMPACT_VOCABULARY and on_cpu) as vocabulary,
           sparse_vocabulary_grads(body, SPARSE_GRAD_MIN_VOCAB, on_cpu and vocabulary is None) as sparse_grads,
           cpu_dropout(body) if CPU_FAST_DROPOUT and on_cpu else nullcontext(False) as own_attention,
@@ -173,7 +174,8 @@ def train_body(
           # Only with our attention, whose per-head products stay fp32 (see cpu_matmul.py); autocast has its own.
           bf16_matmuls(body, CPU_BF16_MATMUL and own_attention and not args.use_amp) as in_bf16,
           checkpointed_layers(body, args.gradient_checkpointing),
-          layer_norm_offers(body, lean)):
+          layer_norm_offers(body, may_lean)):
+        lean = may_lean and not in_bf16
         split_cost = SPLIT_COST_TOKENS.get("cpu_bf16" if in_bf16 else body.device.type, 0)
         # Checkpointed, a layer holds one micro-batch's activations at a time: keep micro-batches small.
         max_tokens = CHECKPOINTED_MICRO_BATCH_TOKENS if args.gradient_checkpointing and on_cpu else None

@@ -16,6 +16,7 @@ from setfit_core.cpu_gelu import gelu, native_gelu
 
 def _trained_state(tiny_model_dir, tiny_data, lean: bool, monkeypatch) -> dict[str, torch.Tensor]:
     monkeypatch.setattr(body_training, "CPU_LEAN_ACTIVATIONS", lean)
+    monkeypatch.setattr(body_training, "CPU_BF16_MATMUL", False)  # lean is for fp32 products (an AMX CPU: bf16)
     body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
     args = TrainingArguments(max_steps=4, seed=3, batch_size=8, show_progress_bar=False, save_strategy="no")
     body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
@@ -121,11 +122,12 @@ def _kept_as_is(tensor: torch.Tensor) -> bool:
     return torch.is_tensor(packed) and packed.data_ptr() == tensor.data_ptr() and packed.grad_fn is None
 
 
-def test_nothing_outlives_a_step(tiny_model_dir, tiny_data):
+def test_nothing_outlives_a_step(tiny_model_dir, tiny_data, monkeypatch):
     """BERT's pooler output, which no loss uses, saves its own output (tanh): packed with its autograd
     history, it held itself, and the pooler's saved input, in a cycle that was never freed."""
     import gc
 
+    monkeypatch.setattr(body_training, "CPU_BF16_MATMUL", False)  # lean is for fp32 products
     body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
     assert body[0].auto_model.pooler is not None
     args = TrainingArguments(max_steps=3, seed=3, batch_size=8, show_progress_bar=False, save_strategy="no")
@@ -154,6 +156,24 @@ def test_layer_norm_hooks_are_removed_after_an_error(tiny_model_dir):
         assert hooked == len(norms) > 0 and all(m._forward_hooks for m in norms)
         raise RuntimeError("stop")
     assert not any(m._forward_hooks for m in norms)
+
+
+def test_not_with_bf16_products(tiny_model_dir, tiny_data, monkeypatch):
+    """With bf16 products the rebuilds cost ~20% of a step on an AMX Xeon: fp32 products only."""
+    if not hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision"):
+        pytest.skip("this torch has no oneDNN fp32_precision setting")
+    entered = []
+    real = body_training.kept_lean
+    monkeypatch.setattr(body_training, "kept_lean", lambda enabled: entered.append(enabled) or real(enabled))
+    monkeypatch.setattr(cm, "amx_available", lambda: True)  # bf16 products run (slowly) without AMX too
+    body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
+    args = TrainingArguments(max_steps=2, seed=3, batch_size=8, show_progress_bar=False)
+    body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
+    assert entered == [False, False]
+    monkeypatch.setattr(body_training, "CPU_BF16_MATMUL", False)
+    entered.clear()
+    body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
+    assert entered == [True, True]
 
 
 def test_checkpointed_training_makes_no_offers(tiny_model_dir, tiny_data, monkeypatch):
