@@ -3,10 +3,11 @@
     python benchmarks/cpu_step_ab.py --dataset emotion --shots 8 --steps 120 --repeats 2 --variants fp32,bf16
 
 A variant names the `body_training` switches it turns off: `fp32` is `CPU_BF16_MATMUL=False`, `bf16` the
-default; `nodropout` (`CPU_FAST_DROPOUT=False`), `nocompact` (`COMPACT_VOCABULARY=False`) and `onednngelu`
-(`CPU_NATIVE_GELU=False`) can be joined with `+` (`fp32+nodropout`); `checkpointed` turns
-`TrainingArguments(gradient_checkpointing=True)` on. Runs alternate the variants' order, so
-drift of the machine falls on both. Sampling as REFERENCE §3 (seed 0); the step count is capped by `--steps`.
+default; `nodropout` (`CPU_FAST_DROPOUT=False`), `nocompact` (`COMPACT_VOCABULARY=False`), `onednngelu`
+(`CPU_NATIVE_GELU=False`) and `nolean` (`CPU_LEAN_ACTIVATIONS=False`) can be joined with `+`
+(`fp32+nodropout`); `checkpointed` turns `TrainingArguments(gradient_checkpointing=True)` on. Runs
+alternate the variants' order, so drift of the machine falls on both. Sampling as REFERENCE §3 (seed 0);
+the step count is capped by `--steps`.
 """
 
 from __future__ import annotations
