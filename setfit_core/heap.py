@@ -33,9 +33,12 @@ def _libc():
         return None
 
 
+_LIBC = _libc()
+
+
 def _malloc_trim():
     """glibc's malloc_trim, or None where the C library has none."""
-    trim = getattr(_libc(), "malloc_trim", None)
+    trim = getattr(_LIBC, "malloc_trim", None)
     if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
@@ -48,7 +51,7 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # file-backed pages are dropped and read back from the file if touched again, and anonymous ones
 # (copied on write, or with no file behind them) stay unless there is swap to move them to.
 _MADV_PAGEOUT = 21
-_MADVISE = getattr(_libc(), "madvise", None) if sys.platform.startswith("linux") else None
+_MADVISE = getattr(_LIBC, "madvise", None) if sys.platform.startswith("linux") else None
 if _MADVISE is not None:
     _MADVISE.argtypes, _MADVISE.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
 
