@@ -69,7 +69,7 @@ CPU_FAST_DROPOUT = True
 # On a CPU with AMX, multiply in bf16 with fp32 accumulation (see cpu_matmul.py); False only for A/B.
 CPU_BF16_MATMUL = True
 # On CPU with fp32 products, outputs that are cheap to recompute are not kept for backward (see recompute.py);
-# False only for A/B. Not with bf16 products: there the rebuilds cost ~20% of a step (README "Memory").
+# False only for A/B. Not with bf16 products: there the rebuilds cost 10-20% of a step (README "Memory").
 CPU_LEAN_ACTIVATIONS = True
 # With gradient_checkpointing on CPU, micro-batches of at most this many padded tokens (see checkpointing.py).
 CHECKPOINTED_MICRO_BATCH_TOKENS = 256

@@ -8,9 +8,10 @@ gradients and AdamW's state stay fp32, so unlike autocast nothing is cast or cop
 
 oneDNN compiles a kernel for every new bf16 shape, about a millisecond each, and keeps 2-7 MB per shape
 for good (measured: 100 row counts of one linear layer grew RSS by 730 MB). A training step's shapes
-change with its texts' lengths, so inside `bf16_matmuls` the body's linear layers pad their flattened
-rows to a multiple of `ROW_MULTIPLE` and multiply at most `TILE_ROWS` rows at a time: four row counts
-in all, whose kernels `bf16_matmuls` compiles before training starts. Compiled during training, each
+change with its texts' lengths, so inside `bf16_matmuls` the body's linear layers multiply their flattened
+rows in tiles of a multiple of `ROW_MULTIPLE`, at most `TILE_ROWS`, rows: four row counts in all, whose
+kernels `bf16_matmuls` compiles before training starts. A last tile overlaps the one before rather than
+padding a copy, so backward keeps each layer's input itself, shared by Q, K and V. Compiled during training, each
 kernel's allocations would land between a step's activations and pin that memory in glibc's heap for
 good (see cpu_gelu.py). Attention's per-head products, whose shapes follow every length, stay exact
 fp32 (`exact_matmul`).
@@ -23,8 +24,6 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-
-from setfit_core import recompute
 
 ROW_MULTIPLE = 64
 # Larger products are done in tiles of this many rows (a multiple of ROW_MULTIPLE); on MiniLM the tiles
@@ -74,10 +73,84 @@ def exact_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _ExactMatmul.apply(a, b) if _in_bf16() else torch.matmul(a, b)
 
 
-class RowPaddedLinear(nn.Module):
-    """Stands in for an `nn.Linear` (the same parameters) inside `bf16_matmuls`: pads the flattened input
-    rows with zeros to a multiple of `ROW_MULTIPLE` and multiplies `TILE_ROWS` rows at a time, so oneDNN
-    sees few shapes (`row_counts()`); the output is the same."""
+def _tiles(rows: int) -> list[tuple[int, int, int]]:
+    """How `_TiledLinear` covers `rows` input rows (a multiple of ROW_MULTIPLE up to TILE_ROWS, any count
+    above): `(start, stop, keep)` multiplies rows `[start, stop)`, a count in `row_counts()`, and keeps the
+    products of rows `[keep, stop)`. Whole tiles of TILE_ROWS rows, then the rest, if any, in one tile of
+    the next multiple of ROW_MULTIPLE rows that ends at the last row, overlapping the tile before."""
+    tiles = [(start, start + TILE_ROWS, start) for start in range(0, rows - TILE_ROWS + 1, TILE_ROWS)]
+    done = len(tiles) * TILE_ROWS
+    if done < rows:
+        size = -(-(rows - done) // ROW_MULTIPLE) * ROW_MULTIPLE
+        tiles.append((rows - size, rows, done))
+    return tiles
+
+
+def _padded(t: torch.Tensor) -> torch.Tensor:
+    """`t`, or, up to TILE_ROWS rows, padded with zero rows to a multiple of ROW_MULTIPLE (a small copy,
+    never kept: one product is cheaper there than a tile overlapping another)."""
+    rows = t.shape[0]
+    short = -rows % ROW_MULTIPLE if rows < TILE_ROWS else 0
+    return nn.functional.pad(t, (0, 0, 0, short)) if short else t
+
+
+def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
+    if bias is None:
+        torch.mm(x, weight.t(), out=out)
+    else:
+        torch.addmm(bias, x, weight.t(), out=out)
+
+
+class _TiledLinear(torch.autograd.Function):
+    """`nn.functional.linear` of a 2-D input, multiplied in `_tiles()`: oneDNN sees only `row_counts()` rows,
+    and backward keeps the input itself (no padded copy), so layers reading one input (Q, K and V) share it
+    and `recompute` can rebuild it. Products are written straight into their rows of the result."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        rows = x.shape[0]
+        x = _padded(x)
+        out = x.new_empty(x.shape[0], weight.shape[0])
+        for start, stop, keep in _tiles(x.shape[0]):
+            if keep == start:
+                _product(x[start:stop], weight, bias, out[start:stop])
+            else:
+                last = x.new_empty(stop - start, weight.shape[0])
+                _product(x[start:stop], weight, bias, last)
+                out[keep:stop] = last[keep - start:]
+        return out[:rows]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        rows = x.shape[0]
+        x, grad = _padded(x), _padded(grad.contiguous())
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_weight = None
+        for start, stop, keep in _tiles(x.shape[0]):
+            tile = grad[start:stop]
+            if keep != start:  # the rows before `keep` are the tile before's: none of their gradient is this one's
+                tile = tile.clone()
+                tile[:keep - start] = 0
+            if grad_x is not None and keep == start:
+                torch.mm(tile, weight, out=grad_x[start:stop])
+            elif grad_x is not None:
+                grad_x[keep:stop] = torch.mm(tile, weight)[keep - start:]
+            if not ctx.needs_input_grad[1]:
+                continue
+            if grad_weight is None:
+                grad_weight = torch.mm(tile.t(), x[start:stop])
+            else:
+                grad_weight.addmm_(tile.t(), x[start:stop])
+        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return None if grad_x is None else grad_x[:rows], grad_weight, grad_bias
+
+
+class TiledLinear(nn.Module):
+    """Stands in for an `nn.Linear` (the same parameters) inside `bf16_matmuls`: multiplies the flattened
+    input rows in tiles of `row_counts()` rows (`_tiles`), so oneDNN sees few shapes; the output is the same."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
@@ -85,23 +158,12 @@ class RowPaddedLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features)
-        rows = flat.shape[0]
-        padded = -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE
-        if padded != rows:
-            unpadded = recompute.pack(flat)  # kept by the recipe: the input itself, or how to rebuild it
-            flat = nn.functional.pad(flat, (0, 0, 0, padded - rows))
-            # The product would keep the padded copy; the recipe keeps the unpadded input instead.
-            recompute.offer(flat, lambda: nn.functional.pad(recompute.unpack(unpadded), (0, 0, 0, padded - rows)))
-        if padded <= TILE_ROWS:
-            out = nn.functional.linear(flat, self.weight, self.bias)
-        else:
-            out = torch.cat([nn.functional.linear(tile, self.weight, self.bias) for tile in flat.split(TILE_ROWS)])
-        return out[:rows].view(*x.shape[:-1], self.out_features)
+        out = _TiledLinear.apply(x.reshape(-1, self.in_features), self.weight, self.bias)
+        return out.view(*x.shape[:-1], self.out_features)
 
 
 def row_counts() -> range:
-    """Every row count a `RowPaddedLinear` hands to oneDNN."""
+    """Every row count a `TiledLinear` hands to oneDNN."""
     return range(ROW_MULTIPLE, TILE_ROWS + 1, ROW_MULTIPLE)
 
 
@@ -111,16 +173,17 @@ def compile_kernels(linears: list[nn.Linear]) -> None:
     shapes = {(layer.in_features, layer.out_features, layer.bias is not None): layer for layer in linears}
     for layer in shapes.values():
         inputs = [p for p in (layer.weight, layer.bias) if p is not None and p.requires_grad]
-        for rows in row_counts():
+        # One tile of each count, then a whole tile and one of each count (weight gradients summed over tiles).
+        for rows in [*row_counts(), *(TILE_ROWS + rows for rows in row_counts())]:
             x = torch.zeros(rows, layer.in_features, device=layer.weight.device, requires_grad=True)
-            y = nn.functional.linear(x, layer.weight, layer.bias)
+            y = _TiledLinear.apply(x, layer.weight, layer.bias)
             torch.autograd.grad(y, [x, *inputs], torch.ones_like(y))
 
 
 @contextmanager
 def bf16_matmuls(body: nn.Module, enabled: bool = True) -> Iterator[bool]:
     """Inside, the CPU's fp32 matrix products take bf16 inputs where `amx_available()`, and `body`'s linear
-    layers are `RowPaddedLinear`s; yields whether that is so. The precision setting is process-wide; it and
+    layers are `TiledLinear`s; yields whether that is so. The precision setting is process-wide; it and
     the layers are back in place on the way out, also after an error. The parameters are the same objects
     under the same names, so an optimizer built inside and a body saved inside see no difference."""
     if not (enabled and amx_available()):
@@ -129,7 +192,7 @@ def bf16_matmuls(body: nn.Module, enabled: bool = True) -> Iterator[bool]:
     linears = [(parent, name, child) for parent in body.modules()
                for name, child in parent.named_children() if type(child) is nn.Linear]
     for parent, name, child in linears:
-        setattr(parent, name, RowPaddedLinear(child))
+        setattr(parent, name, TiledLinear(child))
     try:
         with _precision("bf16"):
             compile_kernels([child for _, _, child in linears])

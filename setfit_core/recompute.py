@@ -8,10 +8,10 @@ cheap operation whose own inputs are kept anyway, so holding both is paying twic
 * a linear layer after a LayerNorm keeps the LayerNorm's output (Q, K and V all read the same one), while
   LayerNorm keeps its input;
 * attention keeps the dropped-out weights for the product with V, while softmax keeps its output and
-  dropout its mask; and the output projection keeps that product, one small batched product of them;
-* `cpu_matmul.RowPaddedLinear` pads its input rows and the product keeps the padded copy (three of them
-  for Q, K and V). Phase 1 uses both only apart, though: with bf16 products on an AMX Xeon the rebuilds
-  took ~20% of a step (70 MiB less peak), so `body_training` keeps activations there.
+  dropout its mask; and the output projection keeps that product, one small batched product of them.
+
+With bf16 products on an AMX Xeon the rebuilds cost 10-20% of a step (the products they sit between are
+3-6x faster there), so `body_training` rebuilds only with fp32 products.
 
 Such an output is *offered* (`offer(output, recipe)`) with a recipe that rebuilds it from tensors kept
 anyway. While `kept_lean()` is active, autograd's saved-tensor hooks store a tensor of an offered

@@ -1,4 +1,4 @@
-"""bf16 matrix products for CPU phase 1: the precision switch, padded rows, exact attention products."""
+"""bf16 matrix products for CPU phase 1: the precision switch, tiled rows, exact attention products."""
 
 from __future__ import annotations
 
@@ -30,19 +30,19 @@ def _linears(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if type(m) is nn.Linear]
 
 
-def test_row_padded_linear_is_the_same_layer():
+def test_tiled_linear_is_the_same_layer():
     torch.manual_seed(0)
     linear = nn.Linear(24, 40)
-    padded = cm.RowPaddedLinear(linear)
-    assert padded.weight is linear.weight and padded.bias is linear.bias
-    # Up to one tile, then several tiles (the last one padded): cm.TILE_ROWS is 256.
+    tiled = cm.TiledLinear(linear)
+    assert tiled.weight is linear.weight and tiled.bias is linear.bias
+    # Up to one tile, then several tiles (the last one overlapping the one before): cm.TILE_ROWS is 256.
     for shape in [(1, 24), (3, 7, 24), (64, 24), (2, 65, 24), (256, 24), (3, 150, 24), (700, 24)]:
         x = torch.randn(shape, requires_grad=True)
         expected = linear(x)
         (expected * torch.arange(expected.numel()).view_as(expected)).sum().backward()
         grads = x.grad.clone(), linear.weight.grad.clone(), linear.bias.grad.clone()
         x.grad = linear.weight.grad = linear.bias.grad = None
-        out = padded(x)
+        out = tiled(x)
         (out * torch.arange(out.numel()).view_as(out)).sum().backward()
         assert out.shape == expected.shape
         torch.testing.assert_close(out, expected)
@@ -51,23 +51,50 @@ def test_row_padded_linear_is_the_same_layer():
         linear.weight.grad = linear.bias.grad = None
 
 
-class _LinearShapes(TorchFunctionMode):
+class _ProductRows(TorchFunctionMode):
+    """The row counts of the matrix products run inside (for a weight gradient, the rows it sums over)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.rows: set[int] = set()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is nn.functional.linear:
+        if func is torch.mm:
             self.rows.add(args[0].shape[0])
+        elif func is torch.addmm:
+            self.rows.add(args[1].shape[0])
+        elif func is torch.Tensor.addmm_:
+            self.rows.add(args[1].shape[1])
+        elif func in (nn.functional.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__):
+            raise AssertionError(f"an untiled product: {func}")
         return func(*args, **(kwargs or {}))
 
 
-def test_row_padded_linear_multiplies_few_shapes():
-    padded = cm.RowPaddedLinear(nn.Linear(8, 8))
-    with _LinearShapes() as seen, torch.no_grad():
+def test_tiled_linear_multiplies_few_shapes():
+    tiled = cm.TiledLinear(nn.Linear(8, 8))
+    with _ProductRows() as seen:
         for rows in range(1, 1100):
-            padded(torch.randn(rows, 8))
+            tiled(torch.randn(rows, 8, requires_grad=True)).sum().backward()
     assert seen.rows == {64, 128, 192, 256} == set(cm.row_counts())  # 1,099 row counts, 4 shapes for oneDNN
+
+
+def test_tiled_linear_keeps_its_input_itself():
+    """No padded copy is kept for backward: Q, K and V reading one input keep that one tensor."""
+    layers = [cm.TiledLinear(nn.Linear(24, 24)) for _ in range(3)]
+    for rows in (5, 64, 300):
+        x = torch.randn(rows, 24, requires_grad=True)
+        h = x * 2
+        kept: list[torch.Tensor] = []
+
+        def keep(t: torch.Tensor, kept: list[torch.Tensor] = kept) -> torch.Tensor:
+            kept.append(t)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            sum(layer(h) for layer in layers).sum().backward()
+        inputs = [t for t in kept if t.shape != (24, 24)]
+        assert len(inputs) == 3 and all(t.untyped_storage().data_ptr() == h.untyped_storage().data_ptr()
+                                        for t in inputs)
 
 
 def _onednn_kernels_created(run) -> list[str]:
@@ -131,7 +158,7 @@ def test_swap_inside_and_restore_after_also_on_error(body):
     assert originals
     with pytest.raises(RuntimeError, match="boom"), cm.bf16_matmuls(body):
         assert not _linears(body)
-        assert sum(isinstance(m, cm.RowPaddedLinear) for m in body.modules()) == len(originals)
+        assert sum(isinstance(m, cm.TiledLinear) for m in body.modules()) == len(originals)
         assert _precision() == "bf16"
         # The same parameters under the same names: optimizers and saved bodies see no difference.
         assert {k: v.data_ptr() for k, v in body.state_dict().items()} == keys
@@ -154,7 +181,7 @@ def _train_recording(tiny_model_dir, tiny_data, **overrides):
     body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
     seen = set()
     body[0].register_forward_pre_hook(
-        lambda module, inputs: seen.add((_precision(), any(isinstance(m, cm.RowPaddedLinear) for m in body.modules())))
+        lambda module, inputs: seen.add((_precision(), any(isinstance(m, cm.TiledLinear) for m in body.modules())))
     )
     args = TrainingArguments(max_steps=4, seed=5, batch_size=8, show_progress_bar=False, **overrides)
     result = train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
@@ -166,7 +193,7 @@ def test_cpu_phase1_trains_with_bf16_products_then_restores(tiny_model_dir, tiny
     before = _precision()
     seen, body, result = _train_recording(tiny_model_dir, tiny_data)
     assert seen == {("bf16", True)}
-    assert _precision() == before and not any(isinstance(m, cm.RowPaddedLinear) for m in body.modules())
+    assert _precision() == before and not any(isinstance(m, cm.TiledLinear) for m in body.modules())
     assert np.isfinite(result.train_loss)
 
 

@@ -71,9 +71,9 @@ def test_a_bert_body_keeps_a_quarter_less_for_the_same_gradients(tiny_model_dir,
         assert torch.equal(lean_grads[name], grad), name
 
 
-def test_row_padded_linear_keeps_its_unpadded_input(monkeypatch):
+def test_tiled_linear_inputs_are_rebuilt_too(monkeypatch):
     torch.manual_seed(0)
-    norm, first, second = nn.LayerNorm(24), cm.RowPaddedLinear(nn.Linear(24, 40)), cm.RowPaddedLinear(nn.Linear(40, 24))
+    norm, first, second = nn.LayerNorm(24), cm.TiledLinear(nn.Linear(24, 40)), cm.TiledLinear(nn.Linear(40, 24))
     model = nn.Sequential(norm, first)
 
     def run(lean: bool, rows: int):
@@ -88,7 +88,7 @@ def test_row_padded_linear_keeps_its_unpadded_input(monkeypatch):
     real_unpack = recompute.unpack
     monkeypatch.setattr(recompute, "unpack",
                         lambda p: rebuilt.append(isinstance(p, recompute._Rebuild)) or real_unpack(p))
-    for rows in (5, 64, 300):  # padded, not padded, several tiles with the last padded
+    for rows in (5, 64, 300):  # padded, one tile, a whole tile and one overlapping it
         rebuilt.clear()
         lean = run(True, rows)
         assert sum(rebuilt) >= 2, rows  # both products' inputs rebuilt (LayerNorm's output, GELU's)
