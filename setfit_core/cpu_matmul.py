@@ -10,11 +10,11 @@ oneDNN compiles a kernel for every new bf16 shape, about a millisecond each, and
 for good (measured: 100 row counts of one linear layer grew RSS by 730 MB). A training step's shapes
 change with its texts' lengths, so inside `bf16_matmuls` the body's linear layers multiply their flattened
 rows in tiles of a multiple of `ROW_MULTIPLE`, at most `TILE_ROWS`, rows: four row counts in all, whose
-kernels `bf16_matmuls` compiles before training starts. A last tile overlaps the one before rather than
-padding a copy, so backward keeps each layer's input itself, shared by Q, K and V. Compiled during training, each
-kernel's allocations would land between a step's activations and pin that memory in glibc's heap for
-good (see cpu_gelu.py). Attention's per-head products, whose shapes follow every length, stay exact
-fp32 (`exact_matmul`).
+kernels `bf16_matmuls` compiles before training starts. Above TILE_ROWS rows a last tile overlaps the one
+before rather than padding a copy, so backward keeps each layer's input itself, shared by Q, K and V.
+Compiled during training, each kernel's allocations would land between a step's activations and pin that
+memory in glibc's heap for good (see cpu_gelu.py). Attention's per-head products, whose shapes follow
+every length, stay exact fp32 (`exact_matmul`).
 """
 
 from __future__ import annotations
@@ -74,24 +74,16 @@ def exact_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _tiles(rows: int) -> list[tuple[int, int, int]]:
-    """How `_TiledLinear` covers `rows` input rows (a multiple of ROW_MULTIPLE up to TILE_ROWS, any count
-    above): `(start, stop, keep)` multiplies rows `[start, stop)`, a count in `row_counts()`, and keeps the
-    products of rows `[keep, stop)`. Whole tiles of TILE_ROWS rows, then the rest, if any, in one tile of
-    the next multiple of ROW_MULTIPLE rows that ends at the last row, overlapping the tile before."""
+    """How `_TiledLinear` covers `rows` (more than TILE_ROWS) input rows: `(start, stop, keep)` multiplies
+    rows `[start, stop)`, a count in `row_counts()`, and keeps the products of rows `[keep, stop)`. Whole
+    tiles of TILE_ROWS rows, then the rest, if any, in one tile of the next multiple of ROW_MULTIPLE rows
+    that ends at the last row, overlapping the tile before."""
     tiles = [(start, start + TILE_ROWS, start) for start in range(0, rows - TILE_ROWS + 1, TILE_ROWS)]
     done = len(tiles) * TILE_ROWS
     if done < rows:
         size = -(-(rows - done) // ROW_MULTIPLE) * ROW_MULTIPLE
         tiles.append((rows - size, rows, done))
     return tiles
-
-
-def _padded(t: torch.Tensor) -> torch.Tensor:
-    """`t`, or, up to TILE_ROWS rows, padded with zero rows to a multiple of ROW_MULTIPLE (a small copy,
-    never kept: one product is cheaper there than a tile overlapping another)."""
-    rows = t.shape[0]
-    short = -rows % ROW_MULTIPLE if rows < TILE_ROWS else 0
-    return nn.functional.pad(t, (0, 0, 0, short)) if short else t
 
 
 def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
@@ -102,16 +94,15 @@ def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, o
 
 
 class _TiledLinear(torch.autograd.Function):
-    """`nn.functional.linear` of a 2-D input, multiplied in `_tiles()`: oneDNN sees only `row_counts()` rows,
-    and backward keeps the input itself (no padded copy), so layers reading one input (Q, K and V) share it
-    and `recompute` can rebuild it. Products are written straight into their rows of the result."""
+    """`nn.functional.linear` of a 2-D input of more than TILE_ROWS rows, multiplied in `_tiles()`: oneDNN
+    sees only `row_counts()` rows, and backward keeps the input itself (no padded copy), so layers reading
+    one input (Q, K and V) share it and `recompute` can rebuild it. Products are written straight into their
+    rows of the result."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        rows = x.shape[0]
-        x = _padded(x)
         out = x.new_empty(x.shape[0], weight.shape[0])
         for start, stop, keep in _tiles(x.shape[0]):
             if keep == start:
@@ -120,13 +111,12 @@ class _TiledLinear(torch.autograd.Function):
                 last = x.new_empty(stop - start, weight.shape[0])
                 _product(x[start:stop], weight, bias, last)
                 out[keep:stop] = last[keep - start:]
-        return out[:rows]
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
-        rows = x.shape[0]
-        x, grad = _padded(x), _padded(grad.contiguous())
+        grad = grad.contiguous()
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         grad_weight = None
         for start, stop, keep in _tiles(x.shape[0]):
@@ -145,7 +135,18 @@ class _TiledLinear(torch.autograd.Function):
             else:
                 grad_weight.addmm_(tile.t(), x[start:stop])
         grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return None if grad_x is None else grad_x[:rows], grad_weight, grad_bias
+        return grad_x, grad_weight, grad_bias
+
+
+def _tiled_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`nn.functional.linear` of 2-D `x` through products of `row_counts()` rows only."""
+    rows = x.shape[0]
+    if rows > TILE_ROWS:
+        return _TiledLinear.apply(x, weight, bias)
+    # One product of the rows padded to a multiple of ROW_MULTIPLE (backward keeps that copy of at most
+    # TILE_ROWS rows): cheaper there than a tile overlapping another, or a custom autograd function.
+    short = -rows % ROW_MULTIPLE
+    return nn.functional.linear(nn.functional.pad(x, (0, 0, 0, short)) if short else x, weight, bias)[:rows]
 
 
 class TiledLinear(nn.Module):
@@ -158,7 +159,7 @@ class TiledLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = _TiledLinear.apply(x.reshape(-1, self.in_features), self.weight, self.bias)
+        out = _tiled_linear(x.reshape(-1, self.in_features), self.weight, self.bias)
         return out.view(*x.shape[:-1], self.out_features)
 
 
@@ -173,10 +174,10 @@ def compile_kernels(linears: list[nn.Linear]) -> None:
     shapes = {(layer.in_features, layer.out_features, layer.bias is not None): layer for layer in linears}
     for layer in shapes.values():
         inputs = [p for p in (layer.weight, layer.bias) if p is not None and p.requires_grad]
-        # One tile of each count, then a whole tile and one of each count (weight gradients summed over tiles).
+        # One product of each row count, then a whole tile and one of each (weight gradients summed over tiles).
         for rows in [*row_counts(), *(TILE_ROWS + rows for rows in row_counts())]:
             x = torch.zeros(rows, layer.in_features, device=layer.weight.device, requires_grad=True)
-            y = _TiledLinear.apply(x, layer.weight, layer.bias)
+            y = _tiled_linear(x, layer.weight, layer.bias)
             torch.autograd.grad(y, [x, *inputs], torch.ones_like(y))
 
 
