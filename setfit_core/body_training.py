@@ -174,8 +174,8 @@ def train_body(
           # Only with our attention, whose per-head products stay fp32 (see cpu_matmul.py); autocast has its own.
           bf16_matmuls(body, CPU_BF16_MATMUL and own_attention and not args.use_amp) as in_bf16,
           checkpointed_layers(body, args.gradient_checkpointing),
-          layer_norm_offers(body, may_lean)):
-        lean = may_lean and not in_bf16
+          # Rebuilds only with fp32 products (see CPU_LEAN_ACTIVATIONS): no LayerNorm hooks on the bf16 path.
+          layer_norm_offers(body, lean := may_lean and not in_bf16)):
         split_cost = SPLIT_COST_TOKENS.get("cpu_bf16" if in_bf16 else body.device.type, 0)
         # Checkpointed, a layer holds one micro-batch's activations at a time: keep micro-batches small.
         max_tokens = CHECKPOINTED_MICRO_BATCH_TOKENS if args.gradient_checkpointing and on_cpu else None
