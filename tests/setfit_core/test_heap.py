@@ -53,6 +53,21 @@ def test_cpu_training_uses_the_releaser(tiny_model_dir, tiny_data, monkeypatch):
     assert len(made) == 1 and made[0].steps == result.steps
 
 
+def test_cpu_training_hands_its_memory_back_when_it_ends(tiny_model_dir, tiny_data, monkeypatch):
+    """Phase 1's AdamW moments and freed activations must not stay resident through the phases after it."""
+    optimizers, released = [], []
+    real_make = body_training.make_optimizer
+    monkeypatch.setattr(body_training, "make_optimizer",
+                        lambda *a, **k: optimizers.append(real_make(*a, **k)) or optimizers[-1])
+    monkeypatch.setattr(body_training, "release_free_memory",
+                        lambda: released.append(sum(len(s) for s in optimizers[0].state.values())) or True)
+    body = SetFitModel.from_pretrained(tiny_model_dir, device="cpu").model_body
+    args = TrainingArguments(num_iterations=1, seed=0, show_progress_bar=False, save_strategy="no")
+    result = body_training.train_body(body, tiny_data["text"], np.asarray(tiny_data["label"]), args)
+    assert result.steps > 1
+    assert released == [0]  # once, at the end (the releaser trims nothing in so short a run), state dropped first
+
+
 def _tiny_net(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
