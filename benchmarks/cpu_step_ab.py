@@ -4,7 +4,8 @@
 
 A variant names the `body_training` switches it turns off: `fp32` is `CPU_BF16_MATMUL=False`, `bf16` the
 default; `nodropout` (`CPU_FAST_DROPOUT=False`), `nocompact` (`COMPACT_VOCABULARY=False`), `onednngelu`
-(`CPU_NATIVE_GELU=False`) and `nolean` (`CPU_LEAN_ACTIVATIONS=False`) can be joined with `+`
+(`CPU_NATIVE_GELU=False`), `nolean` (`CPU_LEAN_ACTIVATIONS=False`) and `padded` (`CPU_PACKED_TOKENS=False`) can be
+joined with `+`
 (`fp32+nodropout`); `checkpointed` turns `TrainingArguments(gradient_checkpointing=True)` on. Runs
 alternate the variants' order, so drift of the machine falls on both. Sampling as REFERENCE §3 (seed 0);
 the step count is capped by `--steps`.
@@ -21,7 +22,8 @@ import time
 from pathlib import Path
 
 SWITCHES = {"fp32": "CPU_BF16_MATMUL", "bf16": None, "nodropout": "CPU_FAST_DROPOUT", "nocompact": "COMPACT_VOCABULARY",
-            "onednngelu": "CPU_NATIVE_GELU", "nolean": "CPU_LEAN_ACTIVATIONS", "checkpointed": None}
+            "onednngelu": "CPU_NATIVE_GELU", "nolean": "CPU_LEAN_ACTIVATIONS", "checkpointed": None,
+            "padded": "CPU_PACKED_TOKENS"}
 
 
 def run_one(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from setfit_core import packing
 from setfit_core.tokenization import tokenize
 
 # On CPU one extra forward pass costs about as much as this many padded tokens (measured on MiniLM,
@@ -93,13 +94,16 @@ def cap_tokens(groups: list[np.ndarray], lengths: np.ndarray, max_tokens: int) -
 
 def encode_rows(
     body, cache: TokenCache, rows: np.ndarray, split_cost: int, rows_on_device: torch.Tensor | None = None,
-    max_tokens: int | None = None,
+    max_tokens: int | None = None, packed: bool = False,
 ) -> torch.Tensor:
     """Embeddings of texts `rows` (distinct), computed in length buckets (of at most `max_tokens` padded
-    tokens each, if given), returned in `rows` order."""
+    tokens each, if given), returned in `rows` order. `packed` (a body inside `packing.packed_layers`): one
+    forward pass on the real tokens, the buckets grouping attention only (packing.py)."""
     if len(rows) == 0:
         raise ValueError("encode_rows needs at least one row")
     buckets = length_buckets(cache.lengths[rows], split_cost) if cache.sliceable else [np.arange(len(rows))]
+    if packed and cache.sliceable and max_tokens is None:
+        return _encode_packed(body, cache, rows, buckets, rows_on_device)
     if max_tokens is not None and cache.sliceable:
         buckets = cap_tokens(buckets, cache.lengths[rows], max_tokens)
     if len(buckets) == 1:
@@ -107,6 +111,17 @@ def encode_rows(
     parts = [body(cache.features_for(rows[b]))["sentence_embedding"] for b in buckets]
     position = torch.as_tensor(np.argsort(np.concatenate(buckets)), device=parts[0].device)
     return torch.cat(parts).index_select(0, position)
+
+
+def _encode_packed(body, cache: TokenCache, rows: np.ndarray, buckets: list[np.ndarray],
+                   rows_on_device: torch.Tensor | None) -> torch.Tensor:
+    if len(buckets) == 1:
+        with packing.packed(cache.lengths[rows], [len(rows)], body.device):
+            return body(cache.features_for(rows, rows_on_device))["sentence_embedding"]
+    order = np.concatenate(buckets)  # the texts bucket by bucket: each attention group is a run of them
+    with packing.packed(cache.lengths[rows[order]], [len(b) for b in buckets], body.device):
+        embeddings = body(cache.features_for(rows[order]))["sentence_embedding"]
+    return embeddings.index_select(0, torch.as_tensor(np.argsort(order), device=embeddings.device))
 
 
 def gathered_loss(loss_fn, embeddings: torch.Tensor, inverse: torch.Tensor, target: torch.Tensor,

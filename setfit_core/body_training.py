@@ -32,6 +32,7 @@ from setfit_core.cuda_graphs import GraphedSteps
 from setfit_core.heap import HeapReleaser, release_free_memory
 from setfit_core.losses import build_loss
 from setfit_core.optimization import allocate_state_now, linear_schedule, make_optimizer, set_lr
+from setfit_core.packing import packed_layers
 from setfit_core.recompute import kept_lean, layer_norm_offers
 from setfit_core.sampling import (
     PairPlan,
@@ -71,6 +72,8 @@ CPU_BF16_MATMUL = True
 # On CPU with fp32 products, outputs that are cheap to recompute are not kept for backward (see recompute.py);
 # False only for A/B. Not with bf16 products: there the rebuilds cost 10-20% of a step (README "Memory").
 CPU_LEAN_ACTIVATIONS = True
+# On CPU, the transformer layers see a step's real tokens only, not its padding (see packing.py); False only for A/B.
+CPU_PACKED_TOKENS = True
 # With gradient_checkpointing on CPU, micro-batches of at most this many padded tokens (see checkpointing.py).
 CHECKPOINTED_MICRO_BATCH_TOKENS = 256
 # progress(step, total_steps, loss): after every step on CPU, every CUDA_LOSS_READ_EVERY steps on a GPU.
@@ -127,11 +130,11 @@ def fast_steps(num_texts: int, batch_texts: int) -> int:
 
 
 def step_loss(body, loss_fn, cache: TokenCache, step: Step, split_cost: int | None = None,
-              max_tokens: int | None = None) -> torch.Tensor:
+              max_tokens: int | None = None, packed: bool = False) -> torch.Tensor:
     """Encode each distinct text of the step once; gather its embedding wherever it occurs."""
     if split_cost is None:
         split_cost = SPLIT_COST_TOKENS.get(body.device.type, 0)
-    embeddings = encode_rows(body, cache, step.rows, split_cost, step.rows_on_device, max_tokens)
+    embeddings = encode_rows(body, cache, step.rows, split_cost, step.rows_on_device, max_tokens, packed)
     return gathered_loss(loss_fn, embeddings, step.inverse, step.target, step.num_pairs)
 
 
@@ -174,6 +177,8 @@ def train_body(
           # Only with our attention, whose per-head products stay fp32 (see cpu_matmul.py); autocast has its own.
           bf16_matmuls(body, CPU_BF16_MATMUL and own_attention and not args.use_amp) as in_bf16,
           checkpointed_layers(body, args.gradient_checkpointing),
+          # A checkpointed layer replays its forward in backward, outside the step's packing: not with it.
+          packed_layers(body, CPU_PACKED_TOKENS and own_attention and not args.gradient_checkpointing) as packed,
           # Rebuilds only with fp32 products (see CPU_LEAN_ACTIVATIONS): no LayerNorm hooks on the bf16 path.
           layer_norm_offers(body, lean := may_lean and not in_bf16)):
         split_cost = SPLIT_COST_TOKENS.get("cpu_bf16" if in_bf16 else body.device.type, 0)
@@ -188,7 +193,7 @@ def train_body(
         def eager_step(prepared: Step) -> torch.Tensor:
             with kept_lean(lean):
                 with _autocast(body.device, args.use_amp):
-                    loss = step_loss(body, loss_fn, cache, prepared, split_cost, max_tokens)
+                    loss = step_loss(body, loss_fn, cache, prepared, split_cost, max_tokens, packed)
                 loss.backward()
             densify(sparse_grads)
             torch.nn.utils.clip_grad_norm_(body.parameters(), 1.0)

@@ -26,6 +26,7 @@ from torch import nn
 
 from setfit_core import recompute
 from setfit_core.cpu_matmul import exact_matmul
+from setfit_core.packing import current as packing_now
 
 # Name under which the attention function below is registered with transformers.
 ATTENTION_NAME = "setfit_core_cpu_dropout"
@@ -92,6 +93,11 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
     """transformers' eager attention (scores, mask, softmax, dropout, weighted sum) with `FastDropout`'s mask."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    packing = packing_now()
+    if packing is not None and query.shape[0] == 1 and query.shape[2] == packing.tokens:
+        # Packed tokens (packing.py): attention per group of texts, each attending to its own tokens.
+        dropped = lambda w: fast_dropout(w, dropout, module.training, offer_output=True)  # noqa: E731
+        return packing.attention(query, key, value, scaling, dropped), None
     weights = exact_matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None and attention_mask.dtype == torch.bool:  # True: attend
         weights = weights.masked_fill(~attention_mask, torch.finfo(weights.dtype).min)
