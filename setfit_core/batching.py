@@ -3,7 +3,9 @@
 Few-shot training sees the same texts every step, so they are tokenised once up front. A step's
 distinct texts are then split into a few micro-batches of similar length: padding a batch of short
 sentences to its longest one wastes about half the compute (sst2: 50% of tokens are padding at
-batch 28), and embeddings do not depend on how texts are grouped, so the loss is unchanged.
+batch 28), and embeddings do not depend on how texts are grouped, so the loss is unchanged. On CPU the
+micro-batches go through the body as one forward pass on packed tokens and group only attention
+(packing.py).
 """
 
 from __future__ import annotations

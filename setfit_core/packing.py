@@ -82,6 +82,9 @@ class Packing:
 
     def pack(self, hidden: torch.Tensor) -> torch.Tensor:
         """[batch, length, hidden] padded -> [1, tokens, hidden] real tokens."""
+        if tuple(hidden.shape[:2]) != (self.batch, self.length):
+            raise ValueError(f"packing is for {self.batch} texts of up to {self.length} tokens; the encoder got "
+                             f"{tuple(hidden.shape)}: pass the features `packed` was built for")
         return hidden.reshape(self.batch * self.length, -1).index_select(0, self.index).unsqueeze(0)
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:

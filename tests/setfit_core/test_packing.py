@@ -37,6 +37,8 @@ def test_packing_layout():
     real = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
     unpacked = p.unpack(packed)
     assert torch.equal(unpacked[real], hidden[real]) and not unpacked[~real].any()
+    with pytest.raises(ValueError, match="3 texts of up to 3 tokens"):
+        p.pack(torch.randn(3, 4, 5))  # features of another width than the packing was built for
 
 
 @pytest.mark.parametrize(("lengths", "groups", "message"), [
