@@ -10,7 +10,8 @@ back. Outside the layers (embeddings, pooling) the batch stays padded, as the mo
 
 The result is the same computation on the real tokens: attention never mixes texts (each group's keys are
 masked to its own text's tokens) and a padding position contributes nothing to any real one, so outputs
-and gradients match the padded forward (to float rounding, the products' shapes being other).
+and gradients match the padded forward up to float rounding (the products have other shapes). Dropout
+draws other masks, their shapes following the packed rows.
 
 `packed_layers(body)` installs the packing on the body's Hugging Face encoders (BERT-style: an `encoder`
 whose layers call the attention interface, which `cpu_dropout` points at `eager_attention`); inside it
