@@ -21,6 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+# The working tree's setfit_core is the one under test, installed or not (as in compare_setfit.py): an
+# editable install of another checkout would otherwise win, and an A/B of two clones would time one tree.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
 SWITCHES = {"fp32": "CPU_BF16_MATMUL", "bf16": None, "nodropout": "CPU_FAST_DROPOUT", "nocompact": "COMPACT_VOCABULARY",
             "onednngelu": "CPU_NATIVE_GELU", "nolean": "CPU_LEAN_ACTIVATIONS", "checkpointed": None,
             "padded": "CPU_PACKED_TOKENS"}

@@ -12,17 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
-import torch
-
-from setfit_core import inference
-from setfit_core.body_loading import default_model_path
-
 ROOT = Path(__file__).resolve().parents[1]
+# The working tree's setfit_core is the one under test, installed or not (as in compare_setfit.py).
+sys.path.insert(1, str(ROOT))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from setfit_core import inference  # noqa: E402
+from setfit_core.body_loading import default_model_path  # noqa: E402
 
 
 def main() -> None:
