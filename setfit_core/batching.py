@@ -111,8 +111,12 @@ def encode_rows(
     if len(buckets) == 1:
         return body(cache.features_for(rows, rows_on_device))["sentence_embedding"]
     parts = [body(cache.features_for(rows[b]))["sentence_embedding"] for b in buckets]
-    position = torch.as_tensor(np.argsort(np.concatenate(buckets)), device=parts[0].device)
-    return torch.cat(parts).index_select(0, position)
+    return _in_rows_order(torch.cat(parts), np.concatenate(buckets))
+
+
+def _in_rows_order(embeddings: torch.Tensor, order: np.ndarray) -> torch.Tensor:
+    """Embeddings computed for rows in `order` (a permutation of positions), back in position order."""
+    return embeddings.index_select(0, torch.as_tensor(np.argsort(order), device=embeddings.device))
 
 
 def _encode_packed(body, cache: TokenCache, rows: np.ndarray, buckets: list[np.ndarray],
@@ -123,7 +127,7 @@ def _encode_packed(body, cache: TokenCache, rows: np.ndarray, buckets: list[np.n
     order = np.concatenate(buckets)  # the texts bucket by bucket: each attention group is a run of them
     with packing.packed(cache.lengths[rows[order]], [len(b) for b in buckets], body.device):
         embeddings = body(cache.features_for(rows[order]))["sentence_embedding"]
-    return embeddings.index_select(0, torch.as_tensor(np.argsort(order), device=embeddings.device))
+    return _in_rows_order(embeddings, order)
 
 
 def gathered_loss(loss_fn, embeddings: torch.Tensor, inverse: torch.Tensor, target: torch.Tensor,
