@@ -180,7 +180,7 @@ def _local_accuracy(y_pred: Any, y_true: Any, **_: Any) -> dict[str, float]:
     return {"accuracy": float(accuracy_score(to_ids(y_true), to_ids(y_pred)))}
 
 
-def run_setfit(spec: dict[str, Any], train: pd.DataFrame, clock: Clock, m: dict[str, Any]):
+def run_setfit(spec: dict[str, Any], train: pd.DataFrame, clock: Clock, m: dict[str, Any], **overrides: Any):
     if spec["recipe"] != "default":
         m["recipe_note"] = f"setfit has no preset {spec['recipe']!r}: ran the default recipe"
     with clock.time("import_s", m):
@@ -192,8 +192,9 @@ def run_setfit(spec: dict[str, Any], train: pd.DataFrame, clock: Clock, m: dict[
     m["peak_rss_after_load_mib"] = peak_rss_mib()  # the floor that training adds to
     with tempfile.TemporaryDirectory() as tmp:
         # output_dir: setfit (via the transformers Trainer) writes there; a temp dir keeps the repo clean.
+        recipe = {**RECIPE, **overrides}
         args = TrainingArguments(output_dir=tmp, seed=spec["seed"], use_amp=spec["amp"], show_progress_bar=False,
-                                 save_strategy="no", report_to="none", **RECIPE)
+                                 save_strategy="no", report_to="none", **recipe)
         dataset = Dataset.from_dict({"text": train.text.tolist(), "label": train.label.tolist()})
         with clock.time("setup_s", m):
             trainer = Trainer(model=model, args=args, train_dataset=dataset, metric=_local_accuracy)
@@ -208,7 +209,7 @@ def run_setfit(spec: dict[str, Any], train: pd.DataFrame, clock: Clock, m: dict[
         with clock.time("head_s", m):
             trainer.train_classifier(x_train, y_train, args=args)
     m["body_steps"], m["body_pairs"] = trainer.st_trainer.state.global_step, len(trainer.st_trainer.train_dataset)
-    m["train_args"] = {"output_dir": "<tmp>", "seed": spec["seed"], "use_amp": spec["amp"], **RECIPE}
+    m["train_args"] = {"output_dir": "<tmp>", "seed": spec["seed"], "use_amp": spec["amp"], **recipe}
     return model
 
 
@@ -269,14 +270,17 @@ def run_benchmark(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_pairs_case(spec: dict[str, Any]) -> dict[str, Any]:
-    """setfit_core on `classes` x `shots` with oversampling (the pair-explosion case), body + head."""
+    """One library on `classes` x `shots` with oversampling (the pair-explosion case), body + head."""
     clock = _setup(spec)
     train = load_split(spec["data_root"], spec["dataset"], "train")
     train = few_shot_sample(train, spec["shots"], spec["seed"], labels=list(range(spec["classes"])))
     m: dict[str, Any] = {"num_train": len(train), "num_classes": spec["classes"]}
-    overrides = {"sampling_strategy": "oversampling", "num_iterations": None, "max_steps": spec["max_steps"],
-                 "gradient_checkpointing": spec.get("gradient_checkpointing", False)}
-    run_setfit_core(spec, train, clock, m, **overrides)
+    overrides = {"sampling_strategy": "oversampling", "num_iterations": None, "max_steps": spec["max_steps"]}
+    if spec["library"] == "setfit_core":
+        run_setfit_core(spec, train, clock, m, **overrides,
+                        gradient_checkpointing=spec.get("gradient_checkpointing", False))
+    else:
+        run_setfit(spec, train, clock, m, **overrides)
     return _finish(spec, m)
 
 
