@@ -12,6 +12,7 @@ and CUDA peak are its own. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -89,6 +90,9 @@ def check_args(args: argparse.Namespace) -> None:
     if args.gradient_checkpointing and not args.pairs_memory:
         raise SystemExit("--gradient-checkpointing applies to --pairs-memory runs only (both libraries run the "
                          "default recipe otherwise)")
+    if "setfit" in args.libraries and importlib.util.find_spec("setfit") is None:
+        raise SystemExit("setfit is not installed here: pip install -e '.[bench]' for setfit==1.2.0, or pass "
+                         "--libraries setfit_core")
     if min(args.shots) <= 0:
         raise SystemExit(f"--shots must be positive ints; got {args.shots!r}")
     if args.model is not None and not Path(args.model).is_dir():
@@ -174,8 +178,8 @@ def run_matrix(args: argparse.Namespace, out: Path) -> int:
 
 def run_pairs_memory(args: argparse.Namespace, out: Path) -> int:
     """Peak RSS on 2x8 and 5x64 oversampling (sst5), each in a fresh process, for each of --libraries (the
-    libraries alternate). The verdict is setfit_core's ratio; setfit's runs put it in context (they train the
-    same pairs the way setfit does: all of them materialized, every text of a step encoded)."""
+    libraries alternate). The verdict is setfit_core's ratio; setfit's runs put it in context (setfit holds its
+    pairs as a dataset of text pairs and encodes every text of every step)."""
     out.mkdir(parents=True, exist_ok=True)
     libraries = args.libraries
     if args.gradient_checkpointing and "setfit" in libraries:
