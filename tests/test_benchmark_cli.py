@@ -1,0 +1,78 @@
+"""benchmarks/compare_setfit.py's orchestration: argument checks and the --pairs-memory verdict. The workers
+(real training, minutes each) are replaced by recorded results; the benchmark itself is a script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture()
+def compare_setfit(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    sys.modules.pop("compare_setfit", None)
+    import compare_setfit
+
+    return compare_setfit
+
+
+def _args(compare_setfit, tmp_path, *argv):
+    (tmp_path / "sst5").mkdir(exist_ok=True)
+    (tmp_path / "sst5" / "train.parquet").touch()
+    return compare_setfit.build_parser().parse_args(["--pairs-memory", "--data-root", str(tmp_path), *argv])
+
+
+def test_setfit_runs_are_refused_up_front_where_setfit_is_missing(compare_setfit, tmp_path, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "setfit" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(SystemExit, match=r"setfit is not installed.*--libraries setfit_core"):
+        compare_setfit.check_args(_args(compare_setfit, tmp_path))
+    compare_setfit.check_args(_args(compare_setfit, tmp_path, "--libraries", "setfit_core"))  # ours alone is fine
+
+
+def _fake_spawn(peaks: dict[tuple[str, str], float], calls: list[tuple[str, str]]):
+    def spawn(spec, out, name):
+        case = f"{spec['classes']}x{spec['shots']}"
+        calls.append((spec["library"], case))
+        return {"peak_rss_mib": peaks[spec["library"], case], "peak_rss_after_load_mib": 500.0, "body_steps": 9,
+                "body_pairs": 144, "body_s": 1.0, "gradient_checkpointing": spec["gradient_checkpointing"]}
+
+    return spawn
+
+
+@pytest.mark.parametrize(("ours_5x64", "verdict", "rc"), [(1080.0, "PASS", 0), (1130.0, "FAIL", 1)])
+def test_pairs_memory_judges_setfit_core_and_reports_setfit_beside_it(compare_setfit, tmp_path, monkeypatch,
+                                                                      ours_5x64, verdict, rc):
+    peaks = {("setfit_core", "2x8"): 1000.0, ("setfit_core", "5x64"): ours_5x64,
+             ("setfit", "2x8"): 1400.0, ("setfit", "5x64"): 1600.0}
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(compare_setfit, "spawn", _fake_spawn(peaks, calls))
+    assert compare_setfit.run_pairs_memory(_args(compare_setfit, tmp_path), tmp_path / "out") == rc
+    # The libraries alternate which goes first, case by case.
+    assert calls == [("setfit_core", "2x8"), ("setfit", "2x8"), ("setfit", "5x64"), ("setfit_core", "5x64")]
+    summary = json.loads((tmp_path / "out" / "pairs_memory.json").read_text())
+    assert summary["verdict"] == verdict  # setfit's own ratio (1.143) never decides it
+    assert summary["rss_ratio_5x64_over_2x8"] == pytest.approx({"setfit_core": ours_5x64 / 1000, "setfit": 1600 / 1400})
+    assert summary["setfit_core_5x64_over_setfit_2x8"] == pytest.approx(ours_5x64 / 1400)
+
+
+def test_pairs_memory_checkpointed_leaves_setfit_out(compare_setfit, tmp_path, monkeypatch, capsys):
+    peaks = {("setfit_core", "2x8"): 1000.0, ("setfit_core", "5x64"): 1040.0}
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(compare_setfit, "spawn", _fake_spawn(peaks, calls))
+    args = _args(compare_setfit, tmp_path, "--gradient-checkpointing")
+    assert compare_setfit.run_pairs_memory(args, tmp_path / "out") == 0
+    assert calls == [("setfit_core", "2x8"), ("setfit_core", "5x64")]
+    assert "no gradient checkpointing switch" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "pairs_memory.json").read_text())
+    assert summary["verdict"] == "PASS" and "setfit_core_5x64_over_setfit_2x8" not in summary
