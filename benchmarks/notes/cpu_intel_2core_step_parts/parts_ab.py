@@ -1,6 +1,8 @@
+"""Step time with and without parts, one process, alternating: python parts_ab.py DATASET SHOTS ROUNDS CAP [STEPS]
+(e8_v2.txt: emotion 8 16 512 12; s64_v2.txt: sst2 64 16 512 12). Columns: round, ms/step off, on, on/off, train loss off, on."""
 import sys
 from pathlib import Path
-REPO = Path("/work/main")
+REPO = Path(__file__).resolve().parents[3]  # the repository root
 sys.path.insert(1, str(REPO)); sys.path.insert(1, str(REPO / "benchmarks"))
 import numpy as np, torch, time
 from _workers import few_shot_sample, load_split
