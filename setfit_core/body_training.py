@@ -22,7 +22,15 @@ import numpy as np
 import torch
 
 from setfit_core.args import TrainingArguments
-from setfit_core.batching import SPLIT_COST_TOKENS, Step, TokenCache, encode_rows, gathered_loss, prepare_steps
+from setfit_core.batching import (
+    SPLIT_COST_TOKENS,
+    Step,
+    TokenCache,
+    encode_rows,
+    gathered_loss,
+    prepare_steps,
+    split_pairs,
+)
 from setfit_core.checkpointing import checkpointed_layers
 from setfit_core.compact_vocabulary import compact_vocabulary, densify, sparse_vocabulary_grads
 from setfit_core.cpu_dropout import cpu_dropout
@@ -74,6 +82,9 @@ CPU_BF16_MATMUL = True
 CPU_LEAN_ACTIVATIONS = True
 # On CPU, the transformer layers see a step's real tokens only, not its padding (see packing.py); False only for A/B.
 CPU_PACKED_TOKENS = True
+# On CPU, a pair step whose distinct texts have more tokens than this trains in parts (batching.split_pairs), so
+# a step's activations stay those of at most this many tokens whatever the batch size or dataset; None: never.
+CPU_PART_MAX_TOKENS: int | None = 512
 # With gradient_checkpointing on CPU, micro-batches of at most this many padded tokens (see checkpointing.py).
 CHECKPOINTED_MICRO_BATCH_TOKENS = 256
 # progress(step, total_steps, loss): after every step on CPU, every CUDA_LOSS_READ_EVERY steps on a GPU.
@@ -184,6 +195,9 @@ def train_body(
         split_cost = SPLIT_COST_TOKENS.get("cpu_bf16" if in_bf16 else body.device.type, 0)
         # Checkpointed, a layer holds one micro-batch's activations at a time: keep micro-batches small.
         max_tokens = CHECKPOINTED_MICRO_BATCH_TOKENS if args.gradient_checkpointing and on_cpu else None
+        # Checkpointed layers keep one micro-batch's activations already; a loss coupling its pairs cannot split.
+        part_tokens = (CPU_PART_MAX_TOKENS if on_cpu and cache.sliceable and not args.gradient_checkpointing
+                       and getattr(loss_fn, "part_weight", lambda *_: None)(1, 2) is not None else None)
         # Built after the compact vocabulary is in place: AdamW then holds only the rows in use.
         optimizer = make_optimizer(body.parameters(), args.body_embedding_learning_rate, weight_decay=0.0,
                                    graph_device=body.device if graphs_wanted else None)
@@ -191,17 +205,23 @@ def train_body(
             allocate_state_now(optimizer)
 
         def eager_step(prepared: Step) -> torch.Tensor:
-            with kept_lean(lean):
-                with _autocast(body.device, args.use_amp):
-                    loss = step_loss(body, loss_fn, cache, prepared, split_cost, max_tokens, packed)
-                loss.backward()
+            parts = split_pairs(prepared, cache.lengths, part_tokens) if part_tokens else [prepared]
+            total = None
+            for part in parts:
+                with kept_lean(lean):
+                    with _autocast(body.device, args.use_amp):
+                        loss = step_loss(body, loss_fn, cache, part, split_cost, max_tokens, packed)
+                        if len(parts) > 1:
+                            loss = loss * loss_fn.part_weight(part.num_pairs, prepared.num_pairs)
+                    loss.backward()
+                total = loss.detach() if total is None else total + loss.detach()
             densify(sparse_grads)
             torch.nn.utils.clip_grad_norm_(body.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if heap is not None:
                 heap.after_step()
-            return loss.detach().float()
+            return total.float()
 
         run_step = eager_step
         graphs = None

@@ -59,6 +59,12 @@ class PairLoss(_EmbeddingLoss):
     @abc.abstractmethod
     def forward(self, emb_1: Tensor, emb_2: Tensor, labels: Tensor) -> Tensor: ...
 
+    def part_weight(self, part_pairs: int, all_pairs: int) -> float | None:
+        """What the loss of `part_pairs` of a batch's `all_pairs` pairs is multiplied by so that the parts'
+        weighted losses add up to the whole batch's loss, or None where they cannot (the loss couples the
+        batch's pairs). Lets a step train its pairs in parts, each with its own forward and backward."""
+        return None
+
 
 class GroupLoss(_EmbeddingLoss):
     """Loss on a label-grouped batch: ``forward(embeddings [B, D], labels [B] int64) -> scalar Tensor``."""

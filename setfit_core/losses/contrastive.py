@@ -37,3 +37,6 @@ class ContrastiveLoss(PairLoss):
         y = labels.to(dist.dtype).view(-1)
         losses = 0.5 * (y * dist.pow(2) + (1 - y) * F.relu(self.margin - dist).pow(2))
         return losses.mean() if self.size_average else losses.sum()
+
+    def part_weight(self, part_pairs: int, all_pairs: int) -> float:
+        return part_pairs / all_pairs if self.size_average else 1.0  # a mean or a sum over pairs
