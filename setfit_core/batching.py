@@ -233,22 +233,21 @@ def _pack(first: np.ndarray, second: np.ndarray, row_tokens: np.ndarray, cap: in
             units.append(pairs)
         else:
             units.extend(pairs[i : i + 1] for i in range(len(pairs)))
-    groups: list[tuple[list[int], set[int], int]] = []  # (pair positions, texts, their tokens)
+    groups: list[tuple[list[int], set[int], list[int]]] = []  # (pair positions, texts, [their tokens])
     for pairs in sorted(units, key=lambda u: -int(row_tokens[np.union1d(first[u], second[u])].sum())):
         texts = set(first[pairs].tolist()) | set(second[pairs].tolist())
-        best, best_shared = None, -1
+        best, best_new, best_shared = None, None, -1
         for group in groups:
             new = texts - group[1]
             shared = len(texts) - len(new)
-            if group[2] + int(row_tokens[list(new)].sum()) <= cap and shared > best_shared:
-                best, best_shared = group, shared
+            if group[2][0] + int(row_tokens[list(new)].sum()) <= cap and shared > best_shared:
+                best, best_new, best_shared = group, new, shared
         if best is None:
-            groups.append((list(pairs), texts, int(row_tokens[list(texts)].sum())))
+            groups.append((list(pairs), texts, [int(row_tokens[list(texts)].sum())]))
         else:
-            new = texts - best[1]
             best[0].extend(pairs)
-            best[1].update(new)
-            groups[groups.index(best)] = (best[0], best[1], best[2] + int(row_tokens[list(new)].sum()))
+            best[1].update(best_new)
+            best[2][0] += int(row_tokens[list(best_new)].sum())
     return [np.sort(np.asarray(g[0], dtype=np.int64)) for g in groups]
 
 
