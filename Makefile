@@ -1,4 +1,4 @@
-# Quick start: `make demo` (main job) and `make test`. Both install into .venv first.
+# Quick start: `make demo` (a full training flow) and `make test`. Both install into .venv first.
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 # The CPU wheel of torch (on disk on these machines; a bare `torch` may pull a multi-GB CUDA build).
@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast lint docs docs-serve clean
 
 install: $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
 
@@ -25,10 +25,24 @@ $(VENV)/.installed-%: pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) -m flows.demo
+	$(PY) -m setfit_pipeline.flows.demo
 
-test: install
+# Everything: lint, the docs site (a broken link or reference fails), then every test (~7 min on 2 cores).
+test: lint docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The inner loop: everything but the tests marked slow or e2e (under 3 minutes on 2 cores).
+test-fast: install
+	$(PY) -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+docs: install
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+docs-serve: install
+	$(VENV)/bin/mkdocs serve
+
 clean:
-	rm -rf $(VENV) .pytest_cache artifacts
+	rm -rf $(VENV) .pytest_cache artifacts site

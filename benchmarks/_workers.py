@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-# The recipe both libraries get (REFERENCE §2): body batch 16, 1 body epoch, 20 iterations of pairs,
+# The recipe both libraries get (setfit's documented default): body batch 16, 1 body epoch, 20 iterations of pairs,
 # CosineSimilarityLoss and a LogisticRegression head (both libraries' defaults, so not spelled out).
 # The classifier halves of the tuples are the shared defaults; the LogisticRegression head ignores them.
 RECIPE: dict[str, Any] = {"batch_size": (16, 2), "num_epochs": (1, 16), "num_iterations": 20}
@@ -39,7 +39,7 @@ TEST_SUBSET_SEED = 0
 
 
 def few_shot_sample(train: pd.DataFrame, shots: int, seed: int, labels: list[int] | None = None) -> pd.DataFrame:
-    """REFERENCE §3: per label in ascending order, `sample(n=shots, random_state=seed)`, concatenated."""
+    """The few-shot sample: per label in ascending order, `sample(n=shots, random_state=seed)`, concatenated."""
     labels = sorted(train.label.unique()) if labels is None else labels
     return pd.concat([train[train.label == lab].sample(n=shots, random_state=seed) for lab in labels])
 

@@ -55,7 +55,7 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    import setfit_core.heap as heap
+    import setfit_core.engine.cpu.heap as heap
     from setfit_core import SetFitModel, Trainer, TrainingArguments, default_model_path
 
     torch.set_num_threads(args.threads)

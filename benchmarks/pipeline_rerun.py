@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/pipeline_rerun.py /work/shared/data/sst2 [--prefect]
 
-Training data: REFERENCE §3 sampling (per label, ascending: ``sample(n=8, random_state=0)``); eval data:
-the whole test split. Args as REFERENCE §2 (batch 16, 1 epoch, num_iterations 20, LogisticRegression
+Training data: the few-shot sample (per label, ascending: ``sample(n=8, random_state=0)``); eval data:
+the whole test split. setfit's default recipe (batch 16, 1 epoch, num_iterations 20, LogisticRegression
 head). The rerun changes only ``head_params`` (``{"C": 0.5}``).
 
 Timed twice over, each in a fresh artifacts root:
@@ -64,8 +64,7 @@ def library_runs(train: str, test: str, root: str) -> Runs:
 
 def prefect_runs(train: str, test: str, root: str) -> tuple[Runs, float]:
     from prefect import flow
-
-    from flows.train import train_pipeline
+    from setfit_pipeline.flows.train import train_pipeline
 
     @flow
     def empty() -> None:

@@ -4,7 +4,8 @@ setfit_core's token-count batching at several CPU token budgets, on the same bod
     python benchmarks/predict_probe.py --datasets sst2,emotion --threads 2 --repeats 3
 
 Prints texts/s per variant and the largest difference from encode()'s embeddings; `--out F.jsonl`
-appends the rows. Chooses `setfit_core.inference.CPU_TOKEN_BUDGET`; compare_setfit.py measures predict end to end.
+appends the rows. Chooses `setfit_core.engine.inference.CPU_TOKEN_BUDGET`; compare_setfit.py measures predict
+end to end.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from setfit_core import inference  # noqa: E402
-from setfit_core.body_loading import default_model_path  # noqa: E402
+from setfit_core.model_io.body_loading import default_model_path  # noqa: E402
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from flows import prefect_ops  # noqa: E402
+from setfit_pipeline.flows import prefect_ops  # noqa: E402
 
-# REFERENCE §4: without the background-networking flags Chromium keeps dialling out of a closed network.
+# Without the background-networking flags Chromium keeps dialling out of a closed network.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
                   "--virtual-time-budget=15000"]
@@ -54,7 +54,7 @@ def rendered_dom(url: str) -> str:
 
 
 def take(out_dir: Path, work: Path) -> list[Path]:
-    from flows.cli import write_default_demo_data
+    from setfit_pipeline.flows.cli import write_default_demo_data
 
     data = write_default_demo_data()
     params = {"artifacts_root": str(work / "artifacts"), "train_data": str(data / "train.parquet"),

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flows import prefect_ops
+from setfit_pipeline.flows import prefect_ops
 
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
 TRAIN_FLAGS = ("train_data", "artifacts_root", "eval_data", "test_data", "model", "metric")
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server(commands)
     _add_deploy(commands)
     _add_worker(commands)
-    from flows.cli_artifacts import add_artifacts_parser
+    from setfit_pipeline.flows.cli_artifacts import add_artifacts_parser
 
     add_artifacts_parser(commands)
     return parser
@@ -118,7 +118,7 @@ def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
 
 def _scale_out(params: dict[str, Any]) -> dict[str, Any]:
     """The Dask options among `params`, checked now (the flow checks them too, but only after Prefect starts)."""
-    from tasks.dask_runner import ScaleOut
+    from setfit_pipeline.tasks.dask_runner import ScaleOut
 
     scale = {name: params[name] for name in SCALE_FLAGS if params.get(name) is not None}
     ScaleOut(**scale).validate()
@@ -127,7 +127,8 @@ def _scale_out(params: dict[str, Any]) -> dict[str, Any]:
 
 def _train(cli: argparse.Namespace) -> int:
     params = train_parameters(cli)
-    from flows.train import train_pipeline
+    from setfit_pipeline.flows.train import train_pipeline
+
     from setfit_core.pipeline.report import metric_rows, stage_rows, text_table
 
     result = train_pipeline(**params)
@@ -161,7 +162,7 @@ def _predict(cli: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1; got {cli.batch_size}")
     if "://" not in cli.input and not Path(cli.input).exists():
         raise FileNotFoundError(f"input {cli.input!r} does not exist; pass a Parquet / CSV / JSONL file of texts")
-    from flows.predict import predict_flow
+    from setfit_pipeline.flows.predict import predict_flow
 
     scale = _scale_out(vars(cli))
     result = predict_flow(cli.model, cli.input, cli.output, text_column=cli.text_column, batch_size=cli.batch_size,
@@ -298,7 +299,7 @@ def _check_config_keys(values: dict[str, Any], path: Path) -> None:
     import difflib
     import inspect
 
-    from flows.train import train_pipeline
+    from setfit_pipeline.flows.train import train_pipeline
 
     valid = list(inspect.signature(train_pipeline.fn).parameters)
     for name in values:

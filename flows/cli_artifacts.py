@@ -19,15 +19,15 @@ from pathlib import Path
 
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.artifacts.gc import (
-    GcPlan,
     GcPolicy,
     GcResult,
+    GcSelection,
     StageDetails,
     StageInfo,
     apply_gc,
     list_artifacts,
     parse_duration,
-    plan_gc,
+    select_gc,
     show_stage,
 )
 
@@ -151,7 +151,7 @@ def run_gc(args: argparse.Namespace) -> int:
         raise ValueError(f"--keep-last must be an integer >= 0; got {args.keep_last}")
     policy = GcPolicy(args.keep_last, tuple(args.keep), parse_duration(args.older_than, "--older-than"))
     store = open_store(args.root)
-    plan = plan_gc(store, policy)
+    plan = select_gc(store, policy)
     print(_plan_text(plan, args.older_than))
     if not args.yes:
         print("\nDry run: nothing was deleted. Rerun with --yes to delete.")
@@ -247,7 +247,7 @@ def _show_text(details: StageDetails) -> str:
     return "\n".join(lines)
 
 
-def _plan_text(plan: GcPlan, older_than: str) -> str:
+def _plan_text(plan: GcSelection, older_than: str) -> str:
     policy = plan.policy
     extra = f" plus {_plural(len(policy.keep), 'model')} given with --keep" if policy.keep else ""
     age = (

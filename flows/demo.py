@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 # Small enough for ~1 minute on 2 CPU cores: 40 texts, 2·5·40 = 400 pairs, 25 steps.
 DEMO_ARGS = {"num_iterations": 5, "seed": 0, "show_progress_bar": False}
-# REFERENCE §4: no telemetry look-ups offline; the temporary API can take >20 s to start on a busy
+# Prefect offline: no telemetry look-ups; the temporary API can take >20 s to start on a busy
 # 2-core machine. Only defaults: a user's own settings win.
 PREFECT_ENV = {
     "DO_NOT_TRACK": "1",
@@ -30,7 +30,8 @@ def main() -> None:
     for name, value in PREFECT_ENV.items():
         os.environ.setdefault(name, value)
     # Imported after the environment is set: Prefect reads its settings at import.
-    from flows.train import train_pipeline
+    from setfit_pipeline.flows.train import train_pipeline
+
     from setfit_core import SetFitModel
     from setfit_core.demo_data import write_demo_data
     from setfit_core.pipeline.report import metric_rows, stage_rows, text_table

@@ -11,12 +11,16 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.futures import wait
 from prefect.runtime import flow_run
+from setfit_pipeline.tasks.batch_predict import predict_task
+from setfit_pipeline.tasks.batch_predict_shards import (
+    merge_predictions_task,
+    predict_shard_layout_task,
+    predict_shard_task,
+)
+from setfit_pipeline.tasks.dask_runner import ScaleOut, TaskRunnerName
+from setfit_pipeline.tasks.shards import remove_parts_task
 
 from setfit_core.pipeline import dataset_label
-from tasks.dask_runner import ScaleOut, TaskRunnerName
-from tasks.predict import predict_task
-from tasks.predict_shards import merge_predictions_task, plan_predict_shards_task, predict_shard_task
-from tasks.shards import remove_parts_task
 
 
 def _flow_run_name() -> str:
@@ -63,7 +67,7 @@ def sharded_predict(
     shards: int | None = None,
 ) -> dict[str, Any]:
     """`predict_flow` on this flow's task runner (Dask): one task per shard, then one merge task."""
-    work = plan_predict_shards_task(input_data, output_data, shards, text_column, storage_options)
+    work = predict_shard_layout_task(input_data, output_data, shards, text_column, storage_options)
     try:
         parts = predict_shard_task.map(unmapped(model), unmapped(input_data), work["shards"],
                                        unmapped(text_column), unmapped(batch_size), unmapped(storage_options))

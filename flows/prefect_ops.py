@@ -22,7 +22,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PREFECT_FILE = REPO_ROOT / "deployments" / "prefect.yaml"
 WORK_POOL = "setfit-process"
-# Offline defaults (REFERENCE §4): no telemetry look-ups, no hub downloads. A user's own values win.
+# Offline defaults: no telemetry look-ups, no hub downloads. A user's own values win.
 OFFLINE_ENV = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -158,7 +158,7 @@ def worker_command(pool: str = WORK_POOL, limit: int | None = None) -> list[str]
 def worker_env(env: Mapping[str, str], poll_seconds: float | None = None) -> dict[str, str]:
     """The worker's environment: SETFIT_PIPELINE_HOME for the pull step, optional short polling."""
     extra = {"SETFIT_PIPELINE_HOME": str(REPO_ROOT)}
-    if poll_seconds is not None:  # defaults are 10 s (REFERENCE §4): fine for nightly runs, slow for tests
+    if poll_seconds is not None:  # Prefect's defaults are 10 s: fine for nightly runs, slow for tests
         extra |= {"PREFECT_WORKER_QUERY_SECONDS": str(poll_seconds),
                   "PREFECT_WORKER_PREFETCH_SECONDS": "1",
                   "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(poll_seconds)))}
@@ -179,7 +179,7 @@ def start_worker(env: Mapping[str, str], pool: str = WORK_POOL, poll_seconds: fl
 def stop(process: subprocess.Popen, grace_s: Sequence[float] = (20, 10)) -> int:
     """Stop a child and its process group: SIGINT, then SIGTERM, then SIGKILL.
 
-    SIGINT first because a Prefect worker may ignore SIGTERM for over 90 s (REFERENCE §4); each
+    SIGINT first because a Prefect worker may ignore SIGTERM for over 90 s; each
     signal gets its grace period before the next one.
     """
     for sig, wait_s in zip((signal.SIGINT, signal.SIGTERM), grace_s, strict=False):

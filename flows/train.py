@@ -10,7 +10,8 @@ Every stage is reused when the artifact store holds a verified copy under its ke
 of its config, parents, data and library versions), so a head-only change (e.g. ``head_params``)
 reruns only head, evaluation and export. Run it with no server (Prefect's ephemeral API):
 
-    python -m flows.train train.parquet artifacts --eval-data test.parquet --args '{"num_iterations": 20}'
+    python -m setfit_pipeline.flows.train train.parquet artifacts --eval-data test.parquet \
+        --args '{"num_iterations": 20}'
 """
 
 from __future__ import annotations
@@ -23,24 +24,24 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import wait
 from prefect.runtime import flow_run
+from setfit_pipeline.tasks.body import body_task
+from setfit_pipeline.tasks.dask_runner import ScaleOut, TaskRunnerName
+from setfit_pipeline.tasks.embedding_shards import (
+    assemble_embeddings_task,
+    embedding_shard_layout_task,
+    embedding_shard_task,
+    find_embeddings_task,
+)
+from setfit_pipeline.tasks.embeddings import embeddings_task
+from setfit_pipeline.tasks.evaluation import evaluation_task
+from setfit_pipeline.tasks.export import export_task
+from setfit_pipeline.tasks.head import head_task
+from setfit_pipeline.tasks.pairs import pairs_task
+from setfit_pipeline.tasks.plan import plan_task
+from setfit_pipeline.tasks.shards import remove_parts_task
 
 from setfit_core.pipeline import DEFAULT_MODEL, PipelineJob, dataset_label
 from setfit_core.pipeline.report import metric_rows, summary_markdown
-from tasks.body import body_task
-from tasks.dask_runner import ScaleOut, TaskRunnerName
-from tasks.embedding_shards import (
-    assemble_embeddings_task,
-    embedding_shard_task,
-    find_embeddings_task,
-    plan_embedding_shards_task,
-)
-from tasks.embeddings import embeddings_task
-from tasks.evaluation import evaluation_task
-from tasks.export import export_task
-from tasks.head import head_task
-from tasks.pairs import pairs_task
-from tasks.plan import plan_task
-from tasks.shards import remove_parts_task
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "matthews_correlation"]
 
@@ -117,7 +118,7 @@ def sharded_embeddings(
     job: dict[str, Any], plan: dict[str, Any], body: dict[str, Any], shards: int | None = None
 ) -> dict[str, Any]:
     """The embeddings stage on this flow's task runner (Dask): one task per shard, then one assemble task."""
-    work = plan_embedding_shards_task(job, plan, shards)
+    work = embedding_shard_layout_task(job, plan, shards)
     try:
         parts = embedding_shard_task.map(unmapped(job), unmapped(plan), unmapped(body), work["shards"])
         wait(parts)  # all shards settle before `finally` removes their prefix (a late one would re-create it)

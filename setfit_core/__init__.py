@@ -18,8 +18,9 @@ __version__ = "0.1.0"
 # package (e.g. setfit_core.artifacts) load without torch and sentence-transformers.
 _EXPORTS = {
     "TrainingArguments": "setfit_core.args",
-    "default_model_path": "setfit_core.body_loading",
-    "SetFitHead": "setfit_core.head",
+    "EngineOptions": "setfit_core.engine.options",
+    "default_model_path": "setfit_core.model_io.body_loading",
+    "SetFitHead": "setfit_core.differentiable_head",
     "SetFitTrainer": "setfit_core.legacy",
     "BatchAllTripletLoss": "setfit_core.losses",
     "BatchCosineSimilarityLoss": "setfit_core.losses",
@@ -30,12 +31,30 @@ _EXPORTS = {
     "CosineSimilarityLoss": "setfit_core.losses",
     "SupConLoss": "setfit_core.losses",
     "SetFitModel": "setfit_core.modeling",
-    "make_pairs": "setfit_core.sampling",
-    "UnsafeHeadError": "setfit_core.sklearn_head_io",
+    "make_pairs": "setfit_core.training.sampling",
+    "UnsafeHeadError": "setfit_core.model_io.sklearn_head",
     "Trainer": "setfit_core.trainer",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BatchAllTripletLoss",
+    "BatchCosineSimilarityLoss",
+    "BatchHardSoftMarginTripletLoss",
+    "BatchHardTripletLoss",
+    "BatchSemiHardTripletLoss",
+    "ContrastiveLoss",
+    "CosineSimilarityLoss",
+    "EngineOptions",
+    "SetFitHead",
+    "SetFitModel",
+    "SetFitTrainer",
+    "SupConLoss",
+    "Trainer",
+    "TrainingArguments",
+    "UnsafeHeadError",
+    "default_model_path",
+    "make_pairs",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -52,8 +71,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from setfit_core.args import TrainingArguments
-    from setfit_core.body_loading import default_model_path
-    from setfit_core.head import SetFitHead
+    from setfit_core.differentiable_head import SetFitHead
+    from setfit_core.engine.options import EngineOptions
     from setfit_core.legacy import SetFitTrainer
     from setfit_core.losses import (
         BatchAllTripletLoss,
@@ -65,7 +84,8 @@ if TYPE_CHECKING:
         CosineSimilarityLoss,
         SupConLoss,
     )
+    from setfit_core.model_io.body_loading import default_model_path
+    from setfit_core.model_io.sklearn_head import UnsafeHeadError
     from setfit_core.modeling import SetFitModel
-    from setfit_core.sampling import make_pairs
-    from setfit_core.sklearn_head_io import UnsafeHeadError
     from setfit_core.trainer import Trainer
+    from setfit_core.training.sampling import make_pairs

@@ -223,7 +223,7 @@ def warn_conflicting_duplicates(data: LabeledTexts, name: str) -> None:
         return
     seen: dict[str, Any] = {}
     conflicts = set()
-    for text, label in zip(data.texts, data.labels):
+    for text, label in zip(data.texts, data.labels, strict=True):
         if seen.setdefault(text, label) != label:
             conflicts.add(text)
     if conflicts:

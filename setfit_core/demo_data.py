@@ -68,7 +68,7 @@ def write_demo_data(directory: str | Path, seed: int = 0) -> dict[str, Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, rows in zip(("train", "test"), demo_splits(seed)):
+    for name, rows in zip(("train", "test"), demo_splits(seed), strict=True):
         paths[name] = directory / f"{name}.parquet"
         pd.DataFrame(rows).to_parquet(paths[name], index=False)
     return paths

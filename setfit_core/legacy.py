@@ -14,6 +14,7 @@ from typing import Any
 from setfit_core.args import TrainingArguments
 from setfit_core.trainer import Trainer
 
+
 def _deprecated(message: str) -> None:
     warnings.warn(message, DeprecationWarning, stacklevel=3)
 
@@ -144,7 +145,8 @@ class SetFitTrainer(Trainer):
             changes["body_learning_rate"] = set_phase(args.body_learning_rate, body_learning_rate)
         else:
             changes["body_learning_rate"] = set_phase(args.body_learning_rate, learning_rate)
-        for name, value in (("l2_weight", l2_weight), ("max_length", max_length), ("show_progress_bar", show_progress_bar)):
+        overrides = (("l2_weight", l2_weight), ("max_length", max_length), ("show_progress_bar", show_progress_bar))
+        for name, value in overrides:
             if value is not None:
                 changes[name] = value
         return args.replace(**changes)

@@ -57,7 +57,7 @@ def classification_report(y_pred: np.ndarray, y_true: np.ndarray, names: list[st
         "macro_f1": float(skm.f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for name, p, r, f, s in zip(names, precision, recall, f1, support)
+            for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
         },
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=ids).tolist(),
         "labels": list(names),

@@ -11,9 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 
-from setfit_core.body_loading import default_device, default_model_path, embedding_dimension, load_body
-from setfit_core.head import SetFitHead
-from setfit_core.inference import embed
+from setfit_core.differentiable_head import SetFitHead
+from setfit_core.engine.inference import embed
+from setfit_core.model_io.body_loading import default_device, default_model_path, embedding_dimension, load_body
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class SetFitModel:
         use_differentiable_head: bool | None = None,
         head_params: dict[str, Any] | None = None,
     ) -> None:
-        differentiable = isinstance(model_head, SetFitHead) if use_differentiable_head is None else use_differentiable_head
+        differentiable = (isinstance(model_head, SetFitHead) if use_differentiable_head is None
+                          else use_differentiable_head)
         _check_strategy(multi_target_strategy, differentiable)
         if labels is not None and (not isinstance(labels, (list, tuple)) or len(set(labels)) != len(labels)):
             raise ValueError(f"'labels' must be a list of distinct class names; got {labels!r}")
@@ -115,7 +116,7 @@ class SetFitModel:
 
         `model_id` defaults to the bundled offline all-MiniLM-L6-v2.
         """
-        from setfit_core.model_io import load_saved_head, read_saved_config
+        from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
 
         _check_strategy(multi_target_strategy, use_differentiable_head)
         location = model_id if model_id is not None else default_model_path()
@@ -214,7 +215,8 @@ class SetFitModel:
         return np.asarray(self.model_head.predict(embeddings))
 
     def predict_proba(
-        self, inputs: list[str] | str, batch_size: int = 32, as_numpy: bool = False, show_progress_bar: bool | None = None
+        self, inputs: list[str] | str, batch_size: int = 32, as_numpy: bool = False,
+        show_progress_bar: bool | None = None,
     ) -> np.ndarray | torch.Tensor:
         single = isinstance(inputs, str)
         probs = self._head_outputs([inputs] if single else list(inputs), batch_size, show_progress_bar, proba=True)
@@ -248,7 +250,7 @@ class SetFitModel:
 
         `setfit_compatible=True` also writes `model_head.pkl` so setfit 1.x can load the directory.
         """
-        from setfit_core.model_io import save_model
+        from setfit_core.model_io.setfit_format import save_model
 
         save_model(self, save_directory, setfit_compatible=setfit_compatible)
 

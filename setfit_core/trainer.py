@@ -10,14 +10,15 @@ from typing import Any
 import numpy as np
 
 from setfit_core.args import TrainingArguments
-from setfit_core.body_training import BodyTrainingResult, ProgressFn, train_body
-from setfit_core.data import LabelEncoder, LabeledTexts, load_labeled, warn_conflicting_duplicates
-from setfit_core.head import SetFitHead
-from setfit_core.head_training import fit_differentiable_head, fit_end_to_end, fit_sklearn_head
+from setfit_core.data import LabeledTexts, LabelEncoder, load_labeled, warn_conflicting_duplicates
+from setfit_core.differentiable_head import SetFitHead
+from setfit_core.engine.options import EngineOptions
 from setfit_core.metrics import check_metric, compute_metric
 from setfit_core.modeling import SetFitModel
 from setfit_core.seeding import set_seed
 from setfit_core.tokenization import max_length_of, warn_if_truncated
+from setfit_core.training.classifier_phase import fit_differentiable_head, fit_end_to_end, fit_sklearn_head
+from setfit_core.training.embedding_phase import BodyTrainingResult, ProgressFn, train_body
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ class Trainer:
         metric: str | Callable = "accuracy",
         metric_kwargs: dict[str, Any] | None = None,
         column_mapping: Mapping[str, str] | None = None,
+        engine: EngineOptions | None = None,
     ) -> None:
+        """`engine` (not in setfit) chooses phase 1's speed-ups; the default uses every one that applies."""
         if model is None and model_init is None:
             raise ValueError("Trainer needs a model: pass model=SetFitModel.from_pretrained(...) or model_init=")
         self.model = model if model is not None else model_init()
@@ -60,6 +63,9 @@ class Trainer:
         self.args = args if args is not None else TrainingArguments()
         if not isinstance(self.args, TrainingArguments):
             raise TypeError(f"'args' must be a setfit_core.TrainingArguments; got {type(self.args).__name__}")
+        if engine is not None and not isinstance(engine, EngineOptions):
+            raise TypeError(f"'engine' must be a setfit_core.EngineOptions; got {type(engine).__name__}")
+        self.engine = engine or EngineOptions()
         check_metric(metric)
         self.metric, self.metric_kwargs, self.column_mapping = metric, metric_kwargs, column_mapping
         self.encoder: LabelEncoder | None = None
@@ -143,6 +149,7 @@ class Trainer:
             eval_texts=eval_split.texts if eval_split else None,
             eval_label_ids=eval_split.ids if eval_split else None,
             progress=progress,
+            engine=self.engine,
         )
 
     def train_classifier(self, args: TrainingArguments | None = None) -> None:

@@ -6,8 +6,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-
-from tasks.common import ProgressArtifact, finish_stage, pipeline_run
+from setfit_pipeline.tasks.common import ProgressArtifact, finish_stage, pipeline_run
 
 
 @task(name="body", task_run_name="body [{plan[dataset]}] {plan[keys][body]:.12}", cache_policy=NO_CACHE,

@@ -19,7 +19,7 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
     try:
         return get_run_logger()
     except MissingContextError:
-        return logging.getLogger("tasks")
+        return logging.getLogger("setfit_pipeline.tasks")
 
 
 def in_run() -> bool:

@@ -9,17 +9,17 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from setfit_pipeline.tasks.common import ProgressArtifact, finish_stage, pipeline_run, run_logger
+from setfit_pipeline.tasks.dask_runner import current_dask_workers
 
 from setfit_core.pipeline.embedding_shards import (
     assemble_embeddings,
+    embedding_shard_layout,
     encode_shard,
     find_embeddings,
-    plan_embedding_shards,
 )
 from setfit_core.pipeline.results import check_parents
 from setfit_core.pipeline.shards import part_uri
-from tasks.common import ProgressArtifact, finish_stage, pipeline_run, run_logger
-from tasks.dask_runner import current_dask_workers
 
 _NAME = "[{plan[dataset]}] {plan[keys][embeddings]:.12}"
 
@@ -37,11 +37,11 @@ def find_embeddings_task(job: dict[str, Any], plan: dict[str, Any], body: dict[s
 
 @task(name="embeddings-shards", task_run_name=f"embeddings shards {_NAME}", cache_policy=NO_CACHE,
       persist_result=False)
-def plan_embedding_shards_task(job: dict[str, Any], plan: dict[str, Any], shards: int | None) -> dict[str, Any]:
+def embedding_shard_layout_task(job: dict[str, Any], plan: dict[str, Any], shards: int | None) -> dict[str, Any]:
     """``{"prefix": temp prefix, "shards": [{"index", "chunks", "part"}, ...]}``; default one shard per worker."""
     run = pipeline_run(job, plan)
     count = shards or current_dask_workers()
-    shard_plan = plan_embedding_shards(run.store, run.plan["embeddings"], run.data, count)
+    shard_plan = embedding_shard_layout(run.store, run.plan["embeddings"], run.data, count)
     run_logger().info("embeddings: %d shard(s) of chunk ranges %s, parts under %s", len(shard_plan.ranges),
                       shard_plan.ranges, shard_plan.prefix)
     return {

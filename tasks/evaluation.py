@@ -6,8 +6,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-
-from tasks.common import finish_stage, parent_keys, pipeline_run
+from setfit_pipeline.tasks.common import finish_stage, parent_keys, pipeline_run
 
 
 @task(name="evaluation", task_run_name="evaluation [{plan[dataset]}] {plan[keys][evaluation]:.12}",

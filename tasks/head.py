@@ -6,8 +6,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-
-from tasks.common import finish_stage, parent_keys, pipeline_run
+from setfit_pipeline.tasks.common import finish_stage, parent_keys, pipeline_run
 
 
 @task(name="head", task_run_name="head [{plan[dataset]}] {plan[keys][head]:.12}", cache_policy=NO_CACHE,

@@ -6,8 +6,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-
-from tasks.common import finish_stage, pipeline_run
+from setfit_pipeline.tasks.common import finish_stage, pipeline_run
 
 
 # Reuse is decided by the library (a verified stage with the same key), not by Prefect's cache.

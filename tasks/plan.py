@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from setfit_pipeline.tasks.common import run_logger
 
 from setfit_core.pipeline import PipelineJob, PipelineRun, dataset_label
-from tasks.common import run_logger
 
 
 def _run_name(parameters: dict[str, Any]) -> str:

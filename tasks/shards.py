@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from setfit_pipeline.tasks.common import run_logger
 
 from setfit_core.pipeline.shards import remove_prefix
-from tasks.common import run_logger
 
 
 @task(name="remove-shard-parts", task_run_name="remove shard parts {prefix}", cache_policy=NO_CACHE,

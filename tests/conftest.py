@@ -31,7 +31,7 @@ def shared_dataset(name: str) -> Path:
 
 
 def few_shot(train, n: int, seed: int):
-    """REFERENCE §3 sampling: per label in ascending order, `sample(n, random_state=seed)`, concatenated."""
+    """The few-shot sample: per label in ascending order, `sample(n, random_state=seed)`, concatenated."""
     import pandas as pd
 
     return pd.concat(

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from setfit_pipeline.flows.cli_artifacts import format_size, main
 
-from flows.cli_artifacts import format_size, main
 from setfit_core.artifacts import ArtifactStore
 from tests.artifacts.test_gc import fake_run
 from tests.conftest import tree_snapshot
@@ -144,7 +144,8 @@ def test_user_errors_exit_2_with_the_message(two_runs, capsys, argv, message):
 def test_help_runs_as_a_module():
     for args in (["artifacts", "--help"], ["artifacts", "gc", "--help"]):
         out = subprocess.run(
-            [sys.executable, "-m", "flows.cli_artifacts", *args], capture_output=True, text=True, cwd=ROOT, check=True
+            [sys.executable, "-m", "setfit_pipeline.flows.cli_artifacts", *args], capture_output=True, text=True,
+            cwd=ROOT, check=True
         ).stdout
         assert "usage: setfit-pipeline artifacts" in out
     assert "Dry run unless --yes" in out and "--older-than AGE" in out

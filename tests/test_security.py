@@ -22,9 +22,9 @@ import pytest
 
 from setfit_core import SetFitModel
 from setfit_core.artifacts import ArtifactStore, sha256_file
-from setfit_core.body_loading import load_body
+from setfit_core.model_io.body_loading import load_body
+from setfit_core.model_io.sklearn_head import PICKLE_HEAD_FILE, UnsafeHeadError, load_pickle_head
 from setfit_core.pipeline import PipelineJob, PipelineRun, predict_to_parquet
-from setfit_core.sklearn_head_io import PICKLE_HEAD_FILE, UnsafeHeadError, load_pickle_head
 from tests.conftest import tree_snapshot
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_the_only_unpickling_call_is_the_trusted_path():
     files = [p for d in CODE_DIRS for p in (PROJECT / d).rglob("*.py")]
     calls = [call for p in files for call in _unpickling_calls(p)]
     assert [(f, fn) for f, fn, _ in calls] == [(calls[0][0], "load_pickle_head")], calls
-    assert calls[0][0].startswith("setfit_core/sklearn_head_io")
+    assert calls[0][0].startswith("setfit_core/model_io/sklearn_head")
     # Aliased imports would hide a call from the scan above.
     aliased = re.compile(r"^\s*(import (dill|cloudpickle)|from (pickle|joblib|dill|cloudpickle|torch) import .*\bload)",
                          re.MULTILINE)

@@ -6,7 +6,7 @@ exactly when that manifest parses and every file it lists has the recorded sha25
 
 from __future__ import annotations
 
-from setfit_core.artifacts.gc import GcPlan, GcPolicy, apply_gc, list_artifacts, plan_gc, show_stage
+from setfit_core.artifacts.gc import GcPolicy, GcSelection, apply_gc, list_artifacts, select_gc, show_stage
 from setfit_core.artifacts.keys import (
     canonical_json,
     sha256_bytes,
@@ -24,14 +24,14 @@ from setfit_core.artifacts.store import ArtifactStore
 __all__ = [
     "ArtifactStore",
     "FileEntry",
-    "GcPlan",
+    "GcSelection",
     "GcPolicy",
     "Manifest",
     "StageWriter",
     "apply_gc",
     "canonical_json",
     "list_artifacts",
-    "plan_gc",
+    "select_gc",
     "sha256_bytes",
     "sha256_file",
     "sha256_fileobj",

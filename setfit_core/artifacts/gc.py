@@ -1,6 +1,6 @@
 """List, inspect and garbage-collect the stages of an `ArtifactStore`.
 
-    plan = plan_gc(store, GcPolicy(keep_last=3, older_than=timedelta(days=7)))
+    plan = select_gc(store, GcPolicy(keep_last=3, older_than=timedelta(days=7)))
     plan.candidates                  # what would go, children before parents
     apply_gc(store, plan)            # deletes them (and crashed writers' temp dirs)
 
@@ -99,7 +99,7 @@ class KeptStage:
 
 
 @dataclass(frozen=True)
-class GcPlan:
+class GcSelection:
     policy: GcPolicy  # with `keep` resolved to full keys
     cutoff: datetime
     kept: tuple[KeptStage, ...]
@@ -177,7 +177,7 @@ def parse_duration(text: str, name: str = "older_than") -> timedelta:
 # -- gc -----------------------------------------------------------------------------
 
 
-def plan_gc(store: ArtifactStore, policy: GcPolicy | None = None, now: datetime | None = None) -> GcPlan:
+def select_gc(store: ArtifactStore, policy: GcPolicy | None = None, now: datetime | None = None) -> GcSelection:
     """What `apply_gc` would delete and why everything else stays. Reads manifests only."""
     policy = policy or GcPolicy()
     now = now or datetime.now(timezone.utc)
@@ -191,10 +191,10 @@ def plan_gc(store: ArtifactStore, policy: GcPolicy | None = None, now: datetime 
     kept.sort(key=lambda k: (_sort_time(k.info.created_at), k.info.stage, k.info.key))
     doomed = {i: m for i, m in manifests.items() if i not in reasons}
     candidates = tuple(StageInfo.of(doomed[i]) for i in _children_first(doomed))
-    return GcPlan(policy, cutoff, tuple(kept), candidates)
+    return GcSelection(policy, cutoff, tuple(kept), candidates)
 
 
-def apply_gc(store: ArtifactStore, plan: GcPlan) -> GcResult:
+def apply_gc(store: ArtifactStore, plan: GcSelection) -> GcResult:
     """Delete the plan's candidates, then crashed writers' temp dirs.
 
     The plan is recomputed first with the same policy and cutoff: a stage published since
@@ -203,7 +203,7 @@ def apply_gc(store: ArtifactStore, plan: GcPlan) -> GcResult:
     old stage but published nothing yet is not visible; it fails and the rerun recomputes.
     """
     now = plan.cutoff + plan.policy.older_than
-    still = {info.id for info in plan_gc(store, plan.policy, now).candidates}
+    still = {info.id for info in select_gc(store, plan.policy, now).candidates}
     deleted, skipped = [], []
     # Children before parents (the plan's order): if gc dies half way, every stage left still
     # has all of its parents, so lineage (`show`, a later gc, a rerun reusing a child) never
@@ -292,7 +292,7 @@ def _sort_time(text: str) -> datetime:
 
 
 __all__ = [
-    "GcPlan",
+    "GcSelection",
     "GcPolicy",
     "GcResult",
     "KeptStage",
@@ -301,7 +301,7 @@ __all__ = [
     "apply_gc",
     "list_artifacts",
     "parse_duration",
-    "plan_gc",
+    "select_gc",
     "resolve_key",
     "show_stage",
 ]

@@ -3,7 +3,7 @@
 Publishing relies on ``os.rename`` of a finished directory being atomic on one
 filesystem: readers see either no stage or a complete one, never a half-written one,
 and of several concurrent writers exactly one wins. (File locks were tried and proved
-unreliable across processes; see REFERENCE.md section 4.)
+unreliable across processes: a reader can see a half-written lock file.)
 """
 
 from __future__ import annotations

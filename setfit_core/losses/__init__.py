@@ -22,7 +22,8 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

@@ -33,6 +33,10 @@ class _EmbeddingLoss(nn.Module, abc.ABC):
 
     kind: ClassVar[str] = ""
     name: ClassVar[str] = "_EmbeddingLoss"
+    # True where the batch's loss is a mean or a sum of independent per-example terms, so a batch can be
+    # trained in parts whose weighted losses add up to it (`PairLoss.part_weight`). A loss that couples its
+    # batch (triplets, SupCon, a normalisation over the batch) leaves it False.
+    additive: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -59,11 +63,13 @@ class PairLoss(_EmbeddingLoss):
     @abc.abstractmethod
     def forward(self, emb_1: Tensor, emb_2: Tensor, labels: Tensor) -> Tensor: ...
 
-    def part_weight(self, part_pairs: int, all_pairs: int) -> float | None:
+    def part_weight(self, part_pairs: int, all_pairs: int) -> float:
         """What the loss of `part_pairs` of a batch's `all_pairs` pairs is multiplied by so that the parts'
-        weighted losses add up to the whole batch's loss, or None where they cannot (the loss couples the
-        batch's pairs). Lets a step train its pairs in parts, each with its own forward and backward."""
-        return None
+        weighted losses add up to the whole batch's loss; only asked of an `additive` loss. Default: the
+        part's share, right for a mean over pairs (a sum over pairs returns 1.0)."""
+        if not self.additive:
+            raise TypeError(f"{self.name} is not additive over its pairs, so its batches cannot train in parts")
+        return part_pairs / all_pairs
 
 
 class GroupLoss(_EmbeddingLoss):

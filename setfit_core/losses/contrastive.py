@@ -26,6 +26,8 @@ from .distances import canonical_distance, paired_distances
 class ContrastiveLoss(PairLoss):
     """Pull positive pairs together, push negative pairs beyond ``margin``."""
 
+    additive = True  # a mean over pairs, or a sum with size_average=False
+
     def __init__(self, distance_metric: str = "cosine_distance", margin: float = 0.5, size_average: bool = True):
         super().__init__()
         self.distance_metric = canonical_distance(distance_metric)
@@ -39,4 +41,4 @@ class ContrastiveLoss(PairLoss):
         return losses.mean() if self.size_average else losses.sum()
 
     def part_weight(self, part_pairs: int, all_pairs: int) -> float:
-        return part_pairs / all_pairs if self.size_average else 1.0  # a mean or a sum over pairs
+        return part_pairs / all_pairs if self.size_average else 1.0

@@ -26,9 +26,8 @@ from .base import PairLoss
 class CosineSimilarityLoss(PairLoss):
     """MSE between ``cos(emb_1, emb_2)`` and the float ``labels``."""
 
+    additive = True  # a mean over pairs
+
     def forward(self, emb_1: Tensor, emb_2: Tensor, labels: Tensor) -> Tensor:
         scores = torch.cosine_similarity(emb_1, emb_2)
         return F.mse_loss(scores, labels.to(scores.dtype).view(-1))
-
-    def part_weight(self, part_pairs: int, all_pairs: int) -> float:
-        return part_pairs / all_pairs  # a mean over pairs

@@ -1,7 +1,8 @@
 """Supervised contrastive loss (Khosla et al. 2020), single view.
 
 Inputs: ``embeddings [B, D]`` (L2-normalised inside), ``labels [B]`` (int class ids).
-Output: scalar ``mean_a [ -(temperature / base_temperature) * mean_{p in P(a)} log softmax_{j != a}(z_a . z_j / temperature)[p] ]``
+Output: scalar
+``mean_a [ -(temperature / base_temperature) * mean_{p in P(a)} log softmax_{j != a}(z_a . z_j / temperature)[p] ]``
 where ``P(a)`` are the other batch members sharing a's label. Equal to ``setfit.losses.SupConLoss``
 (setfit 1.2.0, ``contrast_mode="all"``, one view) whenever every label occurs at least twice.
 

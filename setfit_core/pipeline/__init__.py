@@ -10,17 +10,17 @@ Each stage is `run_<stage>(store, spec, ...) -> StageResult`: it reuses the stag
 
 from __future__ import annotations
 
-from setfit_core.pipeline.body import run_body
+from setfit_core.pipeline.batch_predict import predict_to_parquet
+from setfit_core.pipeline.body_stage import run_body
 from setfit_core.pipeline.data_io import SUPPORTED_FORMATS, content_hash, dataset_label, load_split, read_columns
-from setfit_core.pipeline.embeddings import run_embeddings
-from setfit_core.pipeline.evaluation import run_evaluation
-from setfit_core.pipeline.export import run_export
-from setfit_core.pipeline.head import run_head
+from setfit_core.pipeline.embeddings_stage import run_embeddings
+from setfit_core.pipeline.evaluation_stage import run_evaluation
+from setfit_core.pipeline.export_stage import run_export
+from setfit_core.pipeline.head_stage import run_head
 from setfit_core.pipeline.inputs import PipelineData, Split, load_pipeline_data
 from setfit_core.pipeline.job import DEFAULT_MODEL, PipelineJob
-from setfit_core.pipeline.pairs import run_pairs
+from setfit_core.pipeline.pairs_stage import run_pairs
 from setfit_core.pipeline.plan import STAGES, StageSpec, plan_stages
-from setfit_core.pipeline.predict import predict_to_parquet
 from setfit_core.pipeline.results import ProgressFn, StageResult, find_or_compute
 from setfit_core.pipeline.runner import PipelineRun
 from setfit_core.pipeline.stage_config import model_identity

@@ -1,7 +1,7 @@
 """The embeddings stage in shards: each shard encodes a range of chunks into a Parquet part, then one
 assemble step turns the parts into the stage, published through the store like any other stage.
 
-    plan = plan_embedding_shards(store, spec, data, shards=2)
+    plan = embedding_shard_layout(store, spec, data, shards=2)
     parts = [encode_shard(store, spec, data, r, part_uri(plan.prefix, i)) for i, r in enumerate(plan.ranges)]
     result = assemble_embeddings(store, spec, data, parts)        # publishes like any stage
     remove_prefix(plan.prefix)                                    # the parts are not needed any more
@@ -25,8 +25,8 @@ import pyarrow as pa
 
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.artifacts.stagedir import StageWriter
-from setfit_core.body_loading import embedding_dimension
-from setfit_core.pipeline.embeddings import (
+from setfit_core.model_io.body_loading import embedding_dimension
+from setfit_core.pipeline.embeddings_stage import (
     Chunk,
     chunk_count,
     distinct_texts,
@@ -38,7 +38,7 @@ from setfit_core.pipeline.inputs import PipelineData
 from setfit_core.pipeline.plan import StageSpec
 from setfit_core.pipeline.results import ProgressFn, StageResult, find_or_compute
 from setfit_core.pipeline.shards import (
-    ShardPlan,
+    ShardLayout,
     iter_parts,
     part_schema,
     shard_ranges,
@@ -63,13 +63,13 @@ def part_table_schema(dim: int) -> pa.Schema:
     return pa.schema([("text_sha256", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
 
 
-def plan_embedding_shards(store: ArtifactStore, spec: StageSpec, data: PipelineData, shards: int) -> ShardPlan:
+def embedding_shard_layout(store: ArtifactStore, spec: StageSpec, data: PipelineData, shards: int) -> ShardLayout:
     """Chunk ranges for `shards` shards and a fresh temp prefix beside the stage (nothing is written yet)."""
     if data.hashes != spec.inputs:
         raise RuntimeError("the data differs from what this embeddings stage was planned with; rerun")
     parent = store.stage_uri(spec.stage, spec.key).rsplit("/", 1)[0]
     ranges = shard_ranges(chunk_count(len(distinct_texts(data))), shards)
-    return ShardPlan(temp_prefix(parent, spec.key), ranges)
+    return ShardLayout(temp_prefix(parent, spec.key), ranges)
 
 
 def encode_shard(

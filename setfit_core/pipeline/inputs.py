@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from setfit_core.body_loading import local_tokenizer
 from setfit_core.data import LabelEncoder, warn_conflicting_duplicates
+from setfit_core.model_io.body_loading import local_tokenizer
 from setfit_core.pipeline.data_io import LoadedSplit, load_split
 from setfit_core.tokenization import warn_if_truncated
 

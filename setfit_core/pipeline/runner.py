@@ -18,15 +18,15 @@ from functools import cached_property
 from typing import Any
 
 from setfit_core.artifacts import ArtifactStore
-from setfit_core.pipeline.body import run_body
+from setfit_core.pipeline.body_stage import run_body
 from setfit_core.pipeline.data_io import dataset_label
-from setfit_core.pipeline.embeddings import run_embeddings
-from setfit_core.pipeline.evaluation import run_evaluation
-from setfit_core.pipeline.export import run_export
-from setfit_core.pipeline.head import run_head
+from setfit_core.pipeline.embeddings_stage import run_embeddings
+from setfit_core.pipeline.evaluation_stage import run_evaluation
+from setfit_core.pipeline.export_stage import run_export
+from setfit_core.pipeline.head_stage import run_head
 from setfit_core.pipeline.inputs import PipelineData, load_pipeline_data, warn_long_texts
 from setfit_core.pipeline.job import PipelineJob
-from setfit_core.pipeline.pairs import run_pairs
+from setfit_core.pipeline.pairs_stage import run_pairs
 from setfit_core.pipeline.plan import StageSpec, plan_stages
 from setfit_core.pipeline.results import ProgressFn, StageResult, check_parents
 

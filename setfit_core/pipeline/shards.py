@@ -27,7 +27,7 @@ PART_NAME = "part-{index:05d}.parquet"
 
 
 @dataclass(frozen=True)
-class ShardPlan:
+class ShardLayout:
     """Where the parts go and which ``[start, stop)`` chunk range each shard encodes."""
 
     prefix: str

@@ -22,8 +22,8 @@ from typing import Any
 
 from setfit_core.args import TrainingArguments
 from setfit_core.artifacts import canonical_json, sha256_file
-from setfit_core.body_loading import resolve_model_location
 from setfit_core.losses import LOSSES, build_loss
+from setfit_core.model_io.body_loading import resolve_model_location
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def evaluation_config(metric: str, metric_kwargs: dict[str, Any], splits: list[s
 
 
 def model_config() -> dict[str, Any]:
-    from setfit_core.model_io import FORMAT_VERSION
+    from setfit_core.model_io.setfit_format import FORMAT_VERSION
 
     return {"format_version": FORMAT_VERSION, "normalize_embeddings": False}
 
@@ -224,7 +224,7 @@ def stage_args(config: dict[str, Any]) -> TrainingArguments:
 
 
 def pairs_args(config: dict[str, Any]) -> TrainingArguments:
-    """`TrainingArguments` for `plan_pairs` from a pair-kind pairs config."""
+    """`TrainingArguments` for `sample_pairs` from a pair-kind pairs config."""
     values = {k: config[k] for k in ("sampling_strategy", "num_iterations", "max_steps", "seed")}
     if config["batch_size"] is not None:
         values["batch_size"] = (config["batch_size"], _CLASSIFIER_PHASE_DEFAULTS["batch_size"])

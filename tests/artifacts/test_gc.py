@@ -16,8 +16,8 @@ from setfit_core.artifacts.gc import (
     apply_gc,
     list_artifacts,
     parse_duration,
-    plan_gc,
     resolve_key,
+    select_gc,
     show_stage,
 )
 from tests.conftest import tree_snapshot
@@ -104,7 +104,7 @@ def test_gc_keeps_the_newest_models_and_everything_they_were_built_from(pipeline
     root = str(tmp_path / "artifacts")
     runs = four_runs(pipeline, root)
     store = ArtifactStore(root)
-    plan = plan_gc(store, GcPolicy(keep_last=2, older_than=NO_AGE))
+    plan = select_gc(store, GcPolicy(keep_last=2, older_than=NO_AGE))
 
     expected = ids(runs["a"], *RUN_OUTPUTS) | ids(runs["b"], *RUN_OUTPUTS)
     assert {info.id for info in plan.candidates} == expected
@@ -124,7 +124,7 @@ def test_dry_run_touches_nothing_and_apply_deletes_exactly_the_candidates(pipeli
     runs = four_runs(pipeline, root)
     store = ArtifactStore(root)
     before = tree_snapshot(Path(root))
-    plan = plan_gc(store, GcPolicy(keep_last=2, older_than=NO_AGE))
+    plan = select_gc(store, GcPolicy(keep_last=2, older_than=NO_AGE))
     assert tree_snapshot(Path(root)) == before, "planning reads manifests only"
 
     result = apply_gc(store, plan)
@@ -146,7 +146,7 @@ def test_stages_a_newer_run_references_are_protected(pipeline, tmp_path):
     cutoff = datetime.now(timezone.utc)
     time.sleep(0.01)
     new = pipeline(root, head_params={"C": 0.5})  # reuses a's pairs, body and embeddings
-    plan = plan_gc(ArtifactStore(root), GcPolicy(keep_last=0, older_than=NO_AGE), now=cutoff)
+    plan = select_gc(ArtifactStore(root), GcPolicy(keep_last=0, older_than=NO_AGE), now=cutoff)
 
     reasons = {k.info.id: k.reason for k in plan.kept}
     assert reasons[("model", new["model"])] == "newer than cutoff"
@@ -154,7 +154,7 @@ def test_stages_a_newer_run_references_are_protected(pipeline, tmp_path):
     assert set(reasons) == ids(new, *new)
     assert {i.id for i in plan.candidates} == ids(old["a"], *RUN_OUTPUTS) | ids(old["c"], *old["c"])
     # An explicitly kept model protects its own lineage too.
-    keep = plan_gc(
+    keep = select_gc(
         ArtifactStore(root), GcPolicy(keep_last=0, keep=(old["c"]["model"][:10],), older_than=NO_AGE), now=cutoff
     )
     assert {i.id for i in keep.candidates} == ids(old["a"], *RUN_OUTPUTS)
@@ -165,7 +165,7 @@ def test_gc_on_s3_keeps_a_loadable_model_and_its_stages(pipeline, s3_root):
     first = pipeline(s3_root)
     second = pipeline(s3_root, head_params={"C": 0.5})
     store = ArtifactStore(s3_root)
-    plan = plan_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
+    plan = select_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
     assert {i.id for i in plan.candidates} == ids(first, *RUN_OUTPUTS)
     result = apply_gc(store, plan)
     assert {i.id for i in result.deleted} == ids(first, *RUN_OUTPUTS)
@@ -190,7 +190,7 @@ def test_candidates_come_children_first_and_a_crash_leaves_no_orphans(tmp_path, 
     store = ArtifactStore(tmp_path / "artifacts")
     fake_run(store, seed=0)
     fake_run(store, seed=1)
-    plan = plan_gc(store, GcPolicy(keep_last=0, older_than=NO_AGE))
+    plan = select_gc(store, GcPolicy(keep_last=0, older_than=NO_AGE))
     order = [info.id for info in plan.candidates]
     assert len(order) == 12
     for position, info in enumerate(plan.candidates):
@@ -214,7 +214,7 @@ def test_candidates_come_children_first_and_a_crash_leaves_no_orphans(tmp_path, 
 def test_apply_skips_candidates_that_a_stage_published_since_the_plan_references(tmp_path):
     store = ArtifactStore(tmp_path / "artifacts")
     old = fake_run(store, seed=0)
-    plan = plan_gc(store, GcPolicy(keep_last=0, older_than=NO_AGE))
+    plan = select_gc(store, GcPolicy(keep_last=0, older_than=NO_AGE))
     assert len(plan.candidates) == 6
     time.sleep(0.01)
     head = put(store, "head", {"embeddings": old["embeddings"]}, {"C": 9.0})  # a run reusing old embeddings
@@ -235,7 +235,7 @@ def test_stale_temp_dirs_go_only_on_apply(tmp_path):
     day_ago = time.time() - 86400
     for path in (stale / "weights.bin", stale):
         os.utime(path, (day_ago, day_ago))
-    plan = plan_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
+    plan = select_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
     assert stale.exists() and plan.temp_older_than == timedelta(hours=1), "older_than=0 must not hit live writers"
     result = apply_gc(store, plan)
     assert list(result.temp_removed) == [str(stale)] and fresh.exists() and not result.deleted
@@ -245,9 +245,9 @@ def test_gc_with_the_default_age_keeps_fresh_stages(tmp_path):
     store = ArtifactStore(tmp_path / "artifacts")
     fake_run(store, seed=0)
     fake_run(store, seed=1)
-    plan = plan_gc(store, GcPolicy(keep_last=0))
+    plan = select_gc(store, GcPolicy(keep_last=0))
     assert not plan.candidates and {k.reason for k in plan.kept} >= {"newer than cutoff"}
-    later = plan_gc(store, GcPolicy(keep_last=0), now=datetime.now(timezone.utc) + timedelta(days=8))
+    later = select_gc(store, GcPolicy(keep_last=0), now=datetime.now(timezone.utc) + timedelta(days=8))
     assert len(later.candidates) == 12
 
 
@@ -257,7 +257,7 @@ def test_unreadable_created_at_is_kept(tmp_path):
     manifest_path = tmp_path / "artifacts" / "head" / keys["head"] / "manifest.json"
     data = json.loads(manifest_path.read_text())
     manifest_path.write_text(json.dumps({**data, "created_at": "last tuesday"}))
-    plan = plan_gc(store, GcPolicy(keep_last=0, older_than=NO_AGE))
+    plan = select_gc(store, GcPolicy(keep_last=0, older_than=NO_AGE))
     reasons = {k.info.id: k.reason for k in plan.kept}
     assert reasons[("head", keys["head"])] == "unreadable created_at 'last tuesday'"
     assert {i.id for i in plan.candidates} == ids(keys, "evaluation", "model")
@@ -267,12 +267,12 @@ def test_keep_names_unknown_short_and_ambiguous_prefixes(tmp_path):
     store = ArtifactStore(tmp_path / "artifacts")
     keys = fake_run(store)
     with pytest.raises(ValueError, match=r"no model stage has a key starting with 'deadbeef'; list them with"):
-        plan_gc(store, GcPolicy(keep=("deadbeef",)))
+        select_gc(store, GcPolicy(keep=("deadbeef",)))
     with pytest.raises(ValueError, match=r"a model key must be 8 to 64 hex characters .*; got 'abc'"):
-        plan_gc(store, GcPolicy(keep=("abc",)))
+        select_gc(store, GcPolicy(keep=("abc",)))
     with pytest.raises(ValueError, match=r"'abcdef01' matches 2 model stages \(abcdef01aa.*give more characters"):
         resolve_key(["abcdef01" + "a" * 56, "abcdef01" + "b" * 56], "abcdef01", "model")
-    assert plan_gc(store, GcPolicy(keep_last=0, keep=(keys["model"][:8].upper(),))).policy.keep == (keys["model"],)
+    assert select_gc(store, GcPolicy(keep_last=0, keep=(keys["model"][:8].upper(),))).policy.keep == (keys["model"],)
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-
-from flows import prefect_ops
+from setfit_pipeline.flows import prefect_ops
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +55,7 @@ def test_server_prints_its_urls_and_stops_on_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path)
     with _sigint_not_ignored():
-        cli = subprocess.Popen([sys.executable, "-m", "flows.cli", "server", "--port", str(port)],
+        cli = subprocess.Popen([sys.executable, "-m", "setfit_pipeline.flows.cli", "server", "--port", str(port)],
                                cwd=prefect_ops.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     lines: list[str] = []

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from flows import prefect_ops
+from setfit_pipeline.flows import prefect_ops
 
 pytestmark = pytest.mark.e2e
 RUN_TIMEOUT_S = 300
@@ -37,7 +36,8 @@ def stack(tmp_path_factory):
         # One torch thread: two threads spin-wait on a 2-core machine that also runs the server.
         worker_env = {**env, "OMP_NUM_THREADS": "1"}
         with open(tmp / "worker.log", "wb") as log:
-            worker = subprocess.Popen([sys.executable, "-m", "flows.cli", "worker", "--poll-seconds", "1"],
+            worker = subprocess.Popen([sys.executable, "-m", "setfit_pipeline.flows.cli", "worker",
+                                       "--poll-seconds", "1"],
                                       cwd=prefect_ops.REPO_ROOT, env=worker_env, stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -48,7 +48,8 @@ def stack(tmp_path_factory):
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=prefect_ops.REPO_ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "setfit_pipeline.flows.cli", *args], cwd=prefect_ops.REPO_ROOT,
+                          env=env,
                           capture_output=True, text=True, timeout=180)
 
 

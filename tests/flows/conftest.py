@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness(tmp_path_factory, single_torch_thread) -> Iterator[None]:
-    """`prefect_test_harness` isolates the database but not result storage (REFERENCE §4): point
+    """`prefect_test_harness` isolates the database but not result storage: point
     that at a temp dir too, or a later session could see this one's results."""
     from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
     from prefect.testing.utilities import prefect_test_harness

@@ -10,9 +10,8 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-
-from flows import prefect_ops
-from flows.cli import main
+from setfit_pipeline.flows import prefect_ops
+from setfit_pipeline.flows.cli import main
 
 COMMANDS = [[], ["train"], ["predict"], ["server"], ["deploy"], ["worker"], ["artifacts"], ["artifacts", "ls"],
             ["artifacts", "show"], ["artifacts", "gc"]]
@@ -94,7 +93,8 @@ def test_bad_json_flag_is_an_argparse_error(capsys):
 def test_server_commands_without_a_server_say_how_to_start_one(command, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(tmp_path)  # no profile pointing at a server
-    done = subprocess.run([sys.executable, "-m", "flows.cli", command], cwd=prefect_ops.REPO_ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "setfit_pipeline.flows.cli", command], cwd=prefect_ops.REPO_ROOT,
+                          env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "needs a Prefect server: start one with `setfit-pipeline server`" in done.stderr

@@ -16,14 +16,17 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from setfit_pipeline.flows.predict import predict_flow
+from setfit_pipeline.flows.train import train_pipeline
+from setfit_pipeline.tasks.dask_runner import ScaleOut
 
-from flows.predict import predict_flow
-from flows.train import train_pipeline
 from setfit_core.artifacts import ArtifactStore
-from setfit_core.pipeline.embeddings import EMBEDDINGS_FILE, ENCODE_CHUNK
-from tasks.dask_runner import ScaleOut
+from setfit_core.pipeline.embeddings_stage import EMBEDDINGS_FILE, ENCODE_CHUNK
 from tests.conftest import TINY_WORDS
 from tests.flows.test_train_flow import ARGS, statuses
+
+# Local Dask clusters: ~5 s a test.
+pytestmark = pytest.mark.slow
 
 DASK = {"task_runner": "dask", "dask_workers": 2, "shards": 2}
 

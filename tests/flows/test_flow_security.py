@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 import fsspec
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -17,8 +18,10 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from setfit_pipeline.flows.train import train_pipeline
 
-from flows.train import train_pipeline
+# A full flow on S3 with its logs scanned: ~10 s.
+pytestmark = pytest.mark.slow
 
 ARGS = {"num_iterations": 2, "seed": 0, "num_epochs": [1, 2], "show_progress_bar": False}
 

@@ -11,7 +11,11 @@ import gc
 import os
 from pathlib import Path
 
-from flows.train import train_pipeline
+import pytest
+from setfit_pipeline.flows.train import train_pipeline
+
+# Many flow runs in a row: ~30 s.
+pytestmark = pytest.mark.slow
 
 ARGS = {"num_iterations": 2, "seed": 0, "num_epochs": [1, 2], "show_progress_bar": False}
 HEAD_ONLY_RUNS, FULL_RUNS, TOLERANCE = 20, 3, 0.10

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
+from setfit_pipeline.flows.predict import predict_flow
+from setfit_pipeline.flows.train import train_pipeline
 
-from flows.predict import predict_flow
-from flows.train import train_pipeline
 from setfit_core import SetFitModel
 from tests.conftest import TINY_SPLITS
 from tests.flows.test_train_flow import ARGS

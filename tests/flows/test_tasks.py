@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from setfit_pipeline.tasks.body import body_task
+from setfit_pipeline.tasks.pairs import pairs_task
+from setfit_pipeline.tasks.plan import plan_task
 
 from setfit_core.pipeline import PipelineJob
-from tasks.body import body_task
-from tasks.pairs import pairs_task
-from tasks.plan import plan_task
 from tests.flows.test_train_flow import ARGS
 
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+from setfit_pipeline.flows.train import train_pipeline
 
-from flows.train import train_pipeline
 from setfit_core import SetFitModel
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.pipeline import dataset_label
@@ -82,6 +82,7 @@ def test_flipped_bytes_in_embeddings_are_detected_and_recomputed(train):
     )
 
 
+@pytest.mark.slow
 def test_full_run_and_head_only_rerun_on_s3(train, s3_root, tiny_splits):
     data = {}
     for split in ("train", "eval"):  # the data comes from S3 too

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.artifacts.manifest import MANIFEST_NAME
 from tests.reliability.conftest import assert_all_verify
+
+# Two training processes at once: ~10 s.
+pytestmark = pytest.mark.slow
 
 
 def unexpected_paths(root: Path, store: ArtifactStore) -> list[str]:

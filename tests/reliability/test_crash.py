@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from setfit_core.artifacts import ArtifactStore
 from tests.reliability.conftest import Child, assert_all_verify, leftovers, wait_for_file
+
+# Kills and reruns training processes: ~20 s.
+pytestmark = pytest.mark.slow
 
 STAGES = ("pairs", "body", "embeddings", "head", "evaluation", "model")
 

@@ -79,7 +79,8 @@ def test_loss_by_name_and_sentence_transformers_class():
         ({"head_learning_rate": 0}, r"'head_learning_rate' must be a positive number; got 0"),
         ({"warmup_proportion": 1.5}, r"'warmup_proportion' must be a number in \[0, 1\]; got 1.5"),
         ({"l2_weight": -0.1}, r"'l2_weight' must be a number >= 0"),
-        ({"sampling_strategy": "random"}, r"'sampling_strategy' must be one of \['oversampling', 'undersampling', 'unique', 'label_balanced'\]; got 'random'"),
+        ({"sampling_strategy": "random"}, r"'sampling_strategy' must be one of \['oversampling', "
+                                          r"'undersampling', 'unique', 'label_balanced'\]; got 'random'"),
         ({"num_iterations": 0}, r"'num_iterations' must be None or a positive int; got 0"),
         ({"max_steps": 0}, r"'max_steps' must be -1 \(no limit\) or a positive int; got 0"),
         ({"max_length": 0}, r"'max_length' must be None"),
@@ -96,7 +97,8 @@ def test_bad_values_name_the_field_value_and_constraint(kwargs, match):
 
 
 def test_unknown_field_names_the_closest():
-    with pytest.raises(ValueError, match=r"'num_iteration' is not a TrainingArguments field; did you mean 'num_iterations'\?"):
+    with pytest.raises(ValueError, match=r"'num_iteration' is not a TrainingArguments field; did you mean "
+                                         r"'num_iterations'\?"):
         TrainingArguments.from_dict({"num_iteration": 20})
 
 
@@ -122,7 +124,8 @@ def test_unknown_preset_and_bad_loss_params():
 
 
 def test_label_balanced_sampling_needs_a_group_loss():
-    with pytest.raises(ValueError, match=r"'sampling_strategy' 'label_balanced' makes in-batch batches for a group loss"):
+    with pytest.raises(ValueError, match=r"'sampling_strategy' 'label_balanced' makes in-batch batches for a "
+                                         r"group loss"):
         TrainingArguments(sampling_strategy="label_balanced")
     assert TrainingArguments(preset="fast").sampling_strategy == "label_balanced"
     assert TrainingArguments(preset="fast").preset is None  # expanded into the fields above

@@ -24,13 +24,18 @@ def make_trainer(model, train, eval_dataset=None, **kwargs):
     ("train", "match"),
     [
         ({"text": [], "label": []}, r"train_dataset is empty"),
-        ({"text": ["a", "b", "c"], "label": [1, 1, 1]}, r"train_dataset has a single class \(1\); SetFit needs at least 2 classes"),
-        ({"sentence": ["a", "b"], "label": [0, 1]}, r"train_dataset is missing column\(s\) \['text'\]; found columns: \['label', 'sentence'\]"),
-        ({"text": ["a", None], "label": [0, 1]}, r"train_dataset column 'text' row 1 is None \(NoneType\); every text must be a string"),
+        ({"text": ["a", "b", "c"], "label": [1, 1, 1]}, r"train_dataset has a single class \(1\); SetFit needs "
+                                                        r"at least 2 classes"),
+        ({"sentence": ["a", "b"], "label": [0, 1]}, r"train_dataset is missing column\(s\) \['text'\]; found "
+                                                    r"columns: \['label', 'sentence'\]"),
+        ({"text": ["a", None], "label": [0, 1]}, r"train_dataset column 'text' row 1 is None \(NoneType\); "
+                                                 r"every text must be a string"),
         ({"text": ["a", math.nan], "label": [0, 1]}, r"train_dataset column 'text' row 1 is NaN"),
         ({"text": ["a", 3], "label": [0, 1]}, r"row 1 is 3 \(int\); every text must be a string"),
-        ({"text": ["a", "b"], "label": [0, "pos"]}, r"train_dataset column 'label' mixes label types \{'int': 0, 'str': 'pos'\}"),
-        ({"text": ["a", "b"], "label": [0.0, 1.0]}, r"holds floats \(row 0: 0.0\); labels must be ints or strings.*astype\(int\)"),
+        ({"text": ["a", "b"], "label": [0, "pos"]}, r"train_dataset column 'label' mixes label types \{'int': "
+                                                    r"0, 'str': 'pos'\}"),
+        ({"text": ["a", "b"], "label": [0.0, 1.0]}, r"holds floats \(row 0: 0.0\); labels must be ints or "
+                                                    r"strings.*astype\(int\)"),
         ({"text": ["a", "b"], "label": [0, math.nan]}, r"column 'label' row 1 is NaN"),
     ],
 )
@@ -49,13 +54,15 @@ def test_column_mapping_fixes_and_reports_columns(model):
     data = {"sentence": ["good", "bad", "nice", "poor"], "y": [1, 0, 1, 0]}
     trainer = make_trainer(model, data, column_mapping={"sentence": "text", "y": "label"})
     assert trainer.train_split.texts[0] == "good"
-    with pytest.raises(ValueError, match=r"column_mapping names column\(s\) \['sent'\] that train_dataset does not have"):
+    with pytest.raises(ValueError, match=r"column_mapping names column\(s\) \['sent'\] that train_dataset does "
+                                         r"not have"):
         make_trainer(model, data, column_mapping={"sent": "text", "y": "label"})
 
 
 def test_eval_labels_never_seen_in_training(model, tiny_data):
     eval_data = {"text": ["good", "meh"], "label": [1, 7]}
-    with pytest.raises(ValueError, match=r"eval_dataset has labels \[7\] never seen in training; known labels: \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"eval_dataset has labels \[7\] never seen in training; known labels: "
+                                         r"\[0, 1\]"):
         make_trainer(model, tiny_data, eval_data)
 
 
@@ -68,7 +75,8 @@ def test_eval_string_labels_never_seen(model):
 def test_out_features_must_equal_class_count(tiny_model_dir, tiny_data):
     model = SetFitModel.from_pretrained(tiny_model_dir, use_differentiable_head=True, head_params={"out_features": 3},
                                         device="cpu")
-    with pytest.raises(ValueError, match=r"head_params\['out_features'\] is 3 but the training data has 2 classes; set out_features=2"):
+    with pytest.raises(ValueError, match=r"head_params\['out_features'\] is 3 but the training data has 2 "
+                                         r"classes; set out_features=2"):
         make_trainer(model, tiny_data)
 
 
@@ -80,7 +88,8 @@ def test_model_path_that_does_not_exist(tmp_path):
 
 def test_hub_id_offline_points_to_local_or_bundled_model(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(OSError, match=r"could not load model 'someone/not-cached-model'.*HF_HUB_OFFLINE is set.*bundled offline model"):
+    with pytest.raises(OSError, match=r"could not load model 'someone/not-cached-model'.*HF_HUB_OFFLINE is "
+                                      r"set.*bundled offline model"):
         SetFitModel.from_pretrained("someone/not-cached-model")
 
 

@@ -1,4 +1,5 @@
-"""End to end with the real offline all-MiniLM-L6-v2 on sst2 8-shot (REFERENCE §3 sampling)."""
+"""End to end with the real offline all-MiniLM-L6-v2 on sst2 8-shot (the few-shot sample: per label,
+`sample(n=8, random_state=seed)`)."""
 
 from __future__ import annotations
 

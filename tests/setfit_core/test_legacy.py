@@ -66,9 +66,13 @@ def test_old_and_new_examples_give_the_same_model(tiny_model_dir, tiny_data):
     with pytest.warns(DeprecationWarning):
         old_model, old_metrics = run_old_example(tiny_model_dir, data, data, num_iterations=3)
     new_model, new_metrics = run_new_example(tiny_model_dir, data, data, num_iterations=3)
-    for (name, a), b in zip(old_model.model_body.state_dict().items(), new_model.model_body.state_dict().values()):
+    old, new = old_model.model_body.state_dict(), new_model.model_body.state_dict()
+    body_pairs = zip(old.items(), new.values(), strict=True)
+    for (name, a), b in body_pairs:
         assert torch.equal(a, b), name
-    for a, b in zip(old_model.model_head.state_dict().values(), new_model.model_head.state_dict().values()):
+    old, new = old_model.model_head.state_dict(), new_model.model_head.state_dict()
+    head_pairs = zip(old.values(), new.values(), strict=True)
+    for a, b in head_pairs:
         assert torch.equal(a, b)
     assert old_metrics == new_metrics
     texts = ["good movie", "awful film"]
@@ -84,15 +88,23 @@ def test_a_different_seed_gives_a_different_model(tiny_model_dir, tiny_data):
 
 def test_every_legacy_call_warns_with_the_new_equivalent(tiny_model_dir, tiny_data):
     model = SetFitModel.from_pretrained(tiny_model_dir, use_differentiable_head=True)
-    with pytest.warns(DeprecationWarning, match=r"SetFitTrainer is deprecated; write Trainer\(model=model, args=TrainingArguments\(batch_size=16, num_epochs=1, num_iterations=3, body_learning_rate=2e-05, head_learning_rate=2e-05"):
+    with pytest.warns(DeprecationWarning, match=r"SetFitTrainer is deprecated; write Trainer\(model=model, "
+                                                r"args=TrainingArguments\(batch_size=16, num_epochs=1, "
+                                                r"num_iterations=3, body_learning_rate=2e-05, "
+                                                r"head_learning_rate=2e-05"):
         trainer = SetFitTrainer(model=model, train_dataset=tiny_data, num_iterations=3)
-    with pytest.warns(DeprecationWarning, match=r"freeze\(\) is deprecated: Trainer.train\(\) freezes and unfreezes by itself"):
+    with pytest.warns(DeprecationWarning, match=r"freeze\(\) is deprecated: Trainer.train\(\) freezes and "
+                                                r"unfreezes by itself"):
         trainer.freeze()
-    with pytest.warns(DeprecationWarning, match=r"SetFitTrainer.train\(...\) is deprecated; the equivalent is Trainer\(model, args=TrainingArguments\("):
+    with pytest.warns(DeprecationWarning, match=r"SetFitTrainer.train\(...\) is deprecated; the equivalent is "
+                                                r"Trainer\(model, args=TrainingArguments\("):
         trainer.train()
-    with pytest.warns(DeprecationWarning, match=r"unfreeze\(keep_body_frozen=False\) is deprecated: set TrainingArguments\(end_to_end=True\)"):
+    with pytest.warns(DeprecationWarning, match=r"unfreeze\(keep_body_frozen=False\) is deprecated: set "
+                                                r"TrainingArguments\(end_to_end=True\)"):
         trainer.unfreeze(keep_body_frozen=False)
-    with pytest.warns(DeprecationWarning, match=r"batch_size=\(16, 2\), num_epochs=\(1, 4\), .*body_learning_rate=\(2e-05, 1e-05\), head_learning_rate=0.01, .*end_to_end=True"):
+    with pytest.warns(DeprecationWarning, match=r"batch_size=\(16, 2\), num_epochs=\(1, 4\), "
+                                                r".*body_learning_rate=\(2e-05, 1e-05\), head_learning_rate=0.01, "
+                                                r".*end_to_end=True"):
         trainer.train(num_epochs=4, batch_size=2, body_learning_rate=1e-5, learning_rate=1e-2)
 
 

@@ -68,7 +68,7 @@ def assert_same_value_and_grad(ours_fn, ref_fn, emb: list[torch.Tensor]) -> None
     ref = ref_fn()
     ref_grads = torch.autograd.grad(ref, emb)
     torch.testing.assert_close(ours, ref)
-    for a, b in zip(ours_grads, ref_grads):
+    for a, b in zip(ours_grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b)
 
 

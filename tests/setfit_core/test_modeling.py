@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from setfit_core import SetFitHead, SetFitModel, Trainer, TrainingArguments, UnsafeHeadError
+from setfit_core import SetFitHead, SetFitModel, Trainer, UnsafeHeadError
 
 TEXTS = ["good movie", "awful film", "i love it"]
 
@@ -148,7 +148,7 @@ def test_head_out_features_checked_at_construction(tiny_model_dir):
 
 
 def test_bundled_hub_id_maps_to_the_offline_model(monkeypatch):
-    from setfit_core.body_loading import default_model_path, resolve_model_location
+    from setfit_core.model_io.body_loading import default_model_path, resolve_model_location
 
     assert resolve_model_location("sentence-transformers/all-MiniLM-L6-v2") == default_model_path()
 

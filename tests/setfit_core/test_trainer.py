@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from setfit_core import BatchCosineSimilarityLoss, SetFitModel, SupConLoss, Trainer, TrainingArguments
+from setfit_core import BatchCosineSimilarityLoss, EngineOptions, SetFitModel, SupConLoss, Trainer, TrainingArguments
 from setfit_core.losses import LOSSES
 
 
@@ -61,7 +61,8 @@ def test_same_seed_same_model_other_seed_other_model(tiny_model_dir, tiny_data, 
 
 @pytest.mark.parametrize("kind", ["dict", "pandas", "datasets"])
 def test_accepts_dict_dataframe_and_dataset(model, tiny_data, tiny_args, kind):
-    data = {"dict": tiny_data, "pandas": pd.DataFrame(tiny_data), "datasets": datasets.Dataset.from_dict(tiny_data)}[kind]
+    data = {"dict": tiny_data, "pandas": pd.DataFrame(tiny_data),
+            "datasets": datasets.Dataset.from_dict(tiny_data)}[kind]
     trainer = Trainer(model, tiny_args, train_dataset=data, eval_dataset=data)
     trainer.train()
     assert "accuracy" in trainer.evaluate()
@@ -165,15 +166,14 @@ def test_unknown_loss_params_fail_before_training(model, tiny_data):
         Trainer(model, args, train_dataset=tiny_data).train()
 
 
-def test_sparse_vocabulary_gradients_train_the_same_body_and_are_restored(tiny_model_dir, tiny_data, tiny_args,
-                                                                          monkeypatch):
-    import setfit_core.body_training as body_training
-
+def test_sparse_vocabulary_gradients_train_the_same_body_and_are_restored(tiny_model_dir, tiny_data, tiny_args):
     def run(min_vocab):
-        monkeypatch.setattr(body_training, "SPARSE_GRAD_MIN_VOCAB", min_vocab)
-        monkeypatch.setattr(body_training, "COMPACT_VOCABULARY", False)  # the path for other architectures
+        # No compact vocabulary: the path for other architectures.
+        engine = EngineOptions(compact_vocabulary=False, sparse_vocabulary_min_rows=min_vocab)
         model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
-        Trainer(model, tiny_args, train_dataset=tiny_data).train_embeddings()
+        trainer = Trainer(model, tiny_args, train_dataset=tiny_data, engine=engine)
+        trainer.train_embeddings()
+        assert trainer.body_result.engine.sparse_vocabulary_grads == (min_vocab == 1)
         assert not any(m.sparse for m in model.model_body.modules() if isinstance(m, torch.nn.Embedding))
         return body_state(model)
 

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from setfit_core.pipeline import PipelineRun, predict_to_parquet
-from setfit_core.pipeline import embeddings as embeddings_module
-from setfit_core.pipeline.embedding_shards import assemble_embeddings, encode_shard, plan_embedding_shards
-from setfit_core.pipeline.embeddings import EMBEDDINGS_FILE
-from setfit_core.pipeline.predict_shards import merge_predictions, plan_predict_shards, predict_shard
+from setfit_core.pipeline import embeddings_stage as embeddings_module
+from setfit_core.pipeline.batch_predict_shards import merge_predictions, predict_shard, predict_shard_layout
+from setfit_core.pipeline.embedding_shards import assemble_embeddings, embedding_shard_layout, encode_shard
+from setfit_core.pipeline.embeddings_stage import EMBEDDINGS_FILE
 from setfit_core.pipeline.shards import part_uri, remove_prefix, shard_ranges
 
 
@@ -47,7 +47,7 @@ def trained_body(make_job, monkeypatch):
 
 def encode_in_shards(run: PipelineRun, shards: int) -> list[str]:
     spec = run.plan["embeddings"]
-    plan = plan_embedding_shards(run.store, spec, run.data, shards)
+    plan = embedding_shard_layout(run.store, spec, run.data, shards)
     parts = [part_uri(plan.prefix, i) for i in range(len(plan.ranges))]
     for chunks, uri in zip(plan.ranges, parts, strict=True):
         encode_shard(run.store, spec, run.data, chunks, uri)
@@ -99,7 +99,7 @@ def model_uri(make_job) -> str:
 def test_sharded_predictions_equal_the_unsharded_output(model_uri, tiny_splits, tmp_path):
     out = tmp_path / "out"
     unsharded = predict_to_parquet(model_uri, tiny_splits["test"], str(out / "one.parquet"), rows_per_group=2)
-    plan = plan_predict_shards(tiny_splits["test"], str(out / "sharded.parquet"), 2, rows_per_group=2)
+    plan = predict_shard_layout(tiny_splits["test"], str(out / "sharded.parquet"), 2, rows_per_group=2)
     assert plan.ranges == [(0, 2), (2, 3)]  # 6 rows: 3 batches of 2
     parts = [part_uri(plan.prefix, i) for i in range(2)]
     rows = [predict_shard(model_uri, tiny_splits["test"], uri, batches, rows_per_group=2)["rows"]
@@ -114,7 +114,7 @@ def test_sharded_predictions_equal_the_unsharded_output(model_uri, tiny_splits, 
 
 
 def test_a_failed_merge_leaves_no_output(model_uri, tiny_splits, tmp_path):
-    plan = plan_predict_shards(tiny_splits["test"], str(tmp_path / "p.parquet"), 2, rows_per_group=4)
+    plan = predict_shard_layout(tiny_splits["test"], str(tmp_path / "p.parquet"), 2, rows_per_group=4)
     first = part_uri(plan.prefix, 0)
     predict_shard(model_uri, tiny_splits["test"], first, plan.ranges[0], rows_per_group=4)
     with pytest.raises(FileNotFoundError, match=r"part-00001.parquet' does not exist; did its shard fail"):
@@ -126,10 +126,10 @@ def test_a_failed_merge_leaves_no_output(model_uri, tiny_splits, tmp_path):
 def test_planning_rejects_empty_input_and_a_missing_column(tmp_path):
     pd.DataFrame({"text": pd.Series([], dtype=str)}).to_parquet(tmp_path / "empty.parquet")
     with pytest.raises(ValueError, match=r"empty.parquet' has no rows to predict"):
-        plan_predict_shards(str(tmp_path / "empty.parquet"), str(tmp_path / "o.parquet"), 2)
+        predict_shard_layout(str(tmp_path / "empty.parquet"), str(tmp_path / "o.parquet"), 2)
     pd.DataFrame({"review": ["good"]}).to_csv(tmp_path / "in.csv", index=False)
     with pytest.raises(ValueError, match=r"has no column 'text'; found \['review'\]. Pass text_column=..."):
-        plan_predict_shards(str(tmp_path / "in.csv"), str(tmp_path / "o.parquet"), 2)
+        predict_shard_layout(str(tmp_path / "in.csv"), str(tmp_path / "o.parquet"), 2)
 
 
 def test_shards_share_an_s3_root(make_job, s3_root, monkeypatch):

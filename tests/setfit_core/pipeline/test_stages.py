@@ -14,8 +14,8 @@ import torch
 from setfit_core import SetFitModel, Trainer
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.pipeline import PipelineRun, predict_to_parquet
-from setfit_core.pipeline.embeddings import EMBEDDINGS_FILE
-from setfit_core.pipeline.pairs import PAIRS_FILE, TEXTS_FILE
+from setfit_core.pipeline.embeddings_stage import EMBEDDINGS_FILE
+from setfit_core.pipeline.pairs_stage import PAIRS_FILE, TEXTS_FILE
 from tests.conftest import TINY_SPLITS, tree_snapshot
 from tests.setfit_core.pipeline.conftest import TINY_ARGS
 
@@ -117,21 +117,20 @@ def test_pipeline_body_matches_the_trainer(make_job, tiny_model_dir):
     assert all(torch.allclose(staged[k], reference[k], atol=1e-6) for k in reference)
 
 
-def test_gradient_checkpointing_reaches_the_body_stage_and_trains_the_same_body(make_job, monkeypatch):
-    from setfit_core import checkpointing
-
-    entered = []
-    real = checkpointing.checkpointed_layers
-    monkeypatch.setattr("setfit_core.body_training.checkpointed_layers",
-                        lambda body, enabled=True: entered.append(enabled) or real(body, enabled))
-    # Checkpointed steps run padded (packing.py); the plain run must too to be the same computation.
-    monkeypatch.setattr("setfit_core.body_training.CPU_PACKED_TOKENS", False)
+def test_gradient_checkpointing_reaches_the_body_stage_and_trains_the_same_body(make_job, tiny_model_dir):
     plain = run(make_job())
-    checkpointed = run(make_job(args={**TINY_ARGS, "gradient_checkpointing": True}))
-    assert entered == [False, True] and checkpointed["body"].key != plain["body"].key
-    a = SetFitModel.from_pretrained(plain["body"].uri, device="cpu").model_body.state_dict()
-    b = SetFitModel.from_pretrained(checkpointed["body"].uri, device="cpu").model_body.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)  # tiny texts: the same micro-batches, so bit for bit
+    job = make_job(args={**TINY_ARGS, "gradient_checkpointing": True})
+    checkpointed = run(job)
+    assert checkpointed["body"].key != plain["body"].key
+    engines = [r["body"].manifest.metrics["engine"] for r in (plain, checkpointed)]
+    assert [e["gradient_checkpointing"] for e in engines] == [False, True]
+    assert [e["packed_tokens"] for e in engines] == [True, False]  # a checkpointed layer replays unpacked
+    # The staged body is the library's checkpointed body (bit for bit against one without it: the engine tests).
+    model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
+    Trainer(model, job.training_args.replace(save_strategy="no"), train_dataset=TINY_SPLITS["train"]).train_embeddings()
+    staged = SetFitModel.from_pretrained(checkpointed["body"].uri, device="cpu").model_body.state_dict()
+    reference = model.model_body.state_dict()
+    assert all(torch.equal(staged[k], reference[k]) for k in reference)
 
 
 @pytest.mark.parametrize("args", [{"loss": "BatchHardTripletLoss"}, {"preset": "fast", "max_steps": 3}])
@@ -156,7 +155,7 @@ def test_differentiable_head(make_job, end_to_end):
 
 
 def test_a_failing_stage_publishes_nothing(make_job, tmp_path, monkeypatch):
-    import setfit_core.pipeline.head as head_stage
+    import setfit_core.pipeline.head_stage as head_stage
 
     def explode(*args, **kwargs):
         raise RuntimeError("head fit blew up")

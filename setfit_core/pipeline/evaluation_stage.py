@@ -1,0 +1,96 @@
+"""Stage 5, evaluation: metrics of the head on the eval and test splits.
+
+The head predicts from the cached embeddings (streamed one row group at a time); the end-to-end
+variant has its own fine-tuned body, so it loads the head stage's whole model and encodes the texts.
+``metrics.json`` (and the manifest's ``metrics``) hold, per split, the metric asked for plus
+accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import torch
+
+from setfit_core.artifacts import ArtifactStore
+from setfit_core.artifacts.stagedir import StageWriter
+from setfit_core.differentiable_head import SetFitHead
+from setfit_core.metrics import classification_report, compute_metric
+from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
+from setfit_core.modeling import SetFitModel
+from setfit_core.pipeline.embeddings_stage import iter_split, read_labels
+from setfit_core.pipeline.inputs import PipelineData
+from setfit_core.pipeline.plan import StageSpec
+from setfit_core.pipeline.results import StageResult, find_or_compute, parent_dir
+
+METRICS_FILE = "metrics.json"
+
+
+def run_evaluation(
+    store: ArtifactStore, spec: StageSpec, data: PipelineData | None = None, device: str | None = None
+) -> StageResult:
+    """`data` is read only by the end-to-end variant (it encodes the texts again)."""
+
+    def compute(writer: StageWriter) -> None:
+        if spec.config["needs_body"]:
+            predictions = _predict_end_to_end(store, spec, data, device)
+        else:
+            predictions = _predict_from_embeddings(store, spec)
+        names, per_split = predictions
+        metrics = {
+            split: score(spec.config["metric"], spec.config["metric_kwargs"], y_pred, y_true, names)
+            for split, (y_pred, y_true) in per_split.items()
+        }
+        (writer.dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        writer.metrics.update(metrics)
+
+    return find_or_compute(store, spec, compute)
+
+
+def score(
+    metric: str, metric_kwargs: dict[str, Any], y_pred: np.ndarray, y_true: np.ndarray, names: list[str]
+) -> dict[str, Any]:
+    report = classification_report(y_pred, y_true, names)
+    return {"metric": metric, **compute_metric(metric, y_pred, y_true, metric_kwargs), **report, "rows": len(y_true)}
+
+
+def label_names(labels: list[Any] | None, num_classes: int) -> list[str]:
+    return [str(label) for label in labels] if labels is not None else [str(i) for i in range(num_classes)]
+
+
+def predict_ids(head: Any, embeddings: np.ndarray) -> np.ndarray:
+    """Class ids from a head (scikit-learn estimator or `SetFitHead`) for precomputed embeddings."""
+    if isinstance(head, SetFitHead):
+        return head.predict(torch.from_numpy(embeddings).to(head.device)).cpu().numpy()
+    return np.asarray(head.predict(embeddings))
+
+
+# (class names, {split: (predicted ids, true ids)})
+Predictions = tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]]]
+
+
+def _predict_from_embeddings(store: ArtifactStore, spec: StageSpec) -> Predictions:
+    head_dir = parent_dir(store, spec, "head")
+    head = load_saved_head(str(head_dir), read_saved_config(str(head_dir)), device="cpu", trust_pickle=False)
+    embeddings_dir = parent_dir(store, spec, "embeddings")
+    labels = read_labels(embeddings_dir)
+    per_split = {}
+    for split in spec.config["splits"]:
+        pairs = [(predict_ids(head, x), y) for x, y in iter_split(embeddings_dir, split)]
+        per_split[split] = (np.concatenate([p for p, _ in pairs]), np.concatenate([y for _, y in pairs]))
+    return label_names(labels["labels"], labels["num_classes"]), per_split
+
+
+def _predict_end_to_end(
+    store: ArtifactStore, spec: StageSpec, data: PipelineData | None, device: str | None
+) -> Predictions:
+    if data is None or any(data.hashes.get(n) != h for n, h in spec.inputs.items()):
+        raise RuntimeError("the end-to-end evaluation needs the eval/test data it was planned with; rerun")
+    model = SetFitModel.from_pretrained(str(parent_dir(store, spec, "head")), device=device)
+    per_split = {}
+    for split in spec.config["splits"]:
+        texts, y_true = data.splits[split].texts, data.splits[split].label_ids
+        per_split[split] = (np.asarray(model.predict(texts, as_numpy=True, use_labels=False)), y_true)
+    return label_names(data.labels, data.num_classes), per_split

@@ -1,0 +1,69 @@
+"""The step stream of a phase-1 run: which pairs or label groups each step trains on, and how many steps.
+
+Pair losses train on setfit's pairs (`sampling.make_pairs`), cut into batches of `batch_size` pairs.
+Group losses (triplets, SupCon) train on label-grouped batches; the `fast` preset's label-balanced
+batches hold the same number of texts of every label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from setfit_core.args import TrainingArguments
+from setfit_core.training.sampling import (
+    PairSet,
+    balanced_per_label,
+    group_steps_per_epoch,
+    iter_balanced_batches,
+    iter_group_batches,
+    iter_pair_batches,
+    make_pairs,
+    pair_steps_per_epoch,
+)
+
+# The fast preset's length: this many passes over the data, within [FAST_MIN_STEPS, FAST_MAX_STEPS] steps
+# (tuned on sst2 and emotion, 8 and 64 shots: docs/performance.md).
+FAST_EPOCHS, FAST_MIN_STEPS, FAST_MAX_STEPS = 20.0, 20, 240
+
+
+@dataclass
+class BatchStream:
+    """The batches of one training run: pairs or label groups, and how many steps it has."""
+
+    kind: str  # "pair" or "group", the loss's kind
+    total_steps: int
+    batches: Iterator
+    num_pairs: int = 0
+
+
+def sample_pairs(label_ids: np.ndarray, args: TrainingArguments) -> PairSet:
+    """The pairs phase 1 trains on, for these class ids and arguments (deterministic for args.seed)."""
+    max_pairs = args.max_steps * args.embedding_batch_size if args.max_steps > 0 else -1
+    return make_pairs(label_ids, args.seed, args.sampling_strategy, args.num_iterations, max_pairs)
+
+
+def batch_stream(label_ids: np.ndarray, args: TrainingArguments, kind: str, max_steps: int,
+                 pairs: PairSet | None = None) -> BatchStream:
+    """The batches for a loss of `kind`, capped at `max_steps` when positive. `pairs` (indices into the
+    texts) replaces the pairs `sample_pairs` would draw, e.g. when an earlier pipeline stage stored them."""
+    bs, epochs = args.embedding_batch_size, args.embedding_num_epochs
+    if kind == "pair":
+        pairs = pairs if pairs is not None else sample_pairs(label_ids, args.replace(max_steps=max_steps))
+        total = pair_steps_per_epoch(len(pairs), bs) * epochs
+        batches = iter_pair_batches(pairs, bs, epochs, args.seed)
+        return BatchStream(kind, min(total, max_steps) if max_steps > 0 else total, batches, len(pairs))
+    if args.sampling_strategy == "label_balanced":
+        per_label = balanced_per_label(label_ids, bs)
+        total = max_steps if max_steps > 0 else fast_steps(len(label_ids), per_label * len(np.unique(label_ids)))
+        return BatchStream(kind, total, iter_balanced_batches(label_ids, per_label, total, args.seed))
+    total = group_steps_per_epoch(label_ids, bs, args.samples_per_label) * epochs
+    batches = iter_group_batches(label_ids, bs, epochs, args.seed, args.samples_per_label)
+    return BatchStream(kind, min(total, max_steps) if max_steps > 0 else total, batches)
+
+
+def fast_steps(num_texts: int, batch_texts: int) -> int:
+    """Steps of the fast preset: FAST_EPOCHS passes over the data, within [FAST_MIN_STEPS, FAST_MAX_STEPS]."""
+    return int(min(FAST_MAX_STEPS, max(FAST_MIN_STEPS, round(FAST_EPOCHS * num_texts / batch_texts))))

@@ -1,0 +1,30 @@
+"""Batch prediction task: texts in, a Parquet of predicted labels and probabilities out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_link_artifact
+from prefect.cache_policies import NO_CACHE
+from setfit_pipeline.tasks.common import in_run, run_logger
+
+from setfit_core.pipeline import predict_to_parquet
+
+
+@task(name="predict", task_run_name="predict [{input_data}]", cache_policy=NO_CACHE, persist_result=False)
+def predict_task(
+    model: str,
+    input_data: str,
+    output_data: str,
+    text_column: str = "text",
+    batch_size: int = 64,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    result = predict_to_parquet(model, input_data, output_data, text_column=text_column, batch_size=batch_size,
+                                storage_options=storage_options)
+    run_logger().info("predicted %d rows in %.2f s -> %s", result["rows"], result["seconds"], output_data)
+    if in_run():
+        create_link_artifact(link=output_data if "://" in output_data else f"file://{output_data}",
+                             link_text=f"predictions ({result['rows']} rows)", description=f"model {model}")
+    return result
