@@ -22,6 +22,7 @@ from typing import Any
 import fsspec
 
 from setfit_core.artifacts.keys import STAGE_NAME_PATTERN, sha256_file, sha256_fileobj, stage_key
+from setfit_core.artifacts.leases import LEASE_DIR_PREFIX
 from setfit_core.artifacts.manifest import MANIFEST_NAME, FileEntry, Manifest, validate_relpath
 
 logger = logging.getLogger(__name__)
@@ -145,14 +146,15 @@ def newest_mtime(path: Path) -> float:
 
 
 def remove_stale_temp(base: Path, older_than_s: float) -> list[Path]:
-    """Remove ``<base>/<stage>/.tmp-*`` and ``.trash-*`` dirs older than ``older_than_s``."""
+    """Remove ``<base>/<stage>/.tmp-*``, ``.trash-*`` and ``.lease-*`` (`leases.py`) dirs older than
+    ``older_than_s``."""
     cutoff = time.time() - older_than_s
     removed = []
     for stage_dir in base.glob("*") if base.is_dir() else []:
         if not STAGE_NAME_PATTERN.fullmatch(stage_dir.name) or not stage_dir.is_dir():
             continue
         for entry in stage_dir.iterdir():
-            is_leftover = entry.name.startswith((TMP_PREFIX, TRASH_PREFIX))
+            is_leftover = entry.name.startswith((TMP_PREFIX, TRASH_PREFIX, LEASE_DIR_PREFIX))
             if is_leftover and newest_mtime(entry) < cutoff:
                 remove_tree(entry)
                 removed.append(entry)

@@ -1,8 +1,9 @@
 """ArtifactStore: one object that hides whether stages live on local disk or on S3.
 
 Layout: ``<root>/<stage>/<key>/`` holds the stage's files and a ``manifest.json`` that is
-written last. A stage is done exactly when its manifest parses and every listed file has
-the recorded size and sha256; anything else is treated as absent so the caller recomputes.
+written last; ``<root>/<stage>/.lease-<key>/`` exists while a run computes that stage (`leases.py`).
+A stage is done exactly when its manifest parses and every listed file has the recorded size and
+sha256; anything else is treated as absent so the caller recomputes.
 Every path is built from a validated stage name and key plus a validated manifest path,
 so no user-controlled value can reach outside the root.
 """
@@ -30,6 +31,7 @@ from setfit_core.artifacts.keys import (
     validate_key,
     validate_stage_name,
 )
+from setfit_core.artifacts.leases import LEASE_DIR_PREFIX, Lease, LeaseFiles, LeasePolicy, acquire_or_wait
 from setfit_core.artifacts.manifest import MANIFEST_NAME, Manifest, validate_relpath
 from setfit_core.artifacts.retry import RetryPolicy, StorageUnavailableError
 from setfit_core.artifacts.stagedir import StageWriter
@@ -47,6 +49,7 @@ class ArtifactStore:
     to s3fs (e.g. ``{"endpoint_url": ...}``; ``AWS_ENDPOINT_URL`` also works). Remote calls
     that fail transiently (connection refused or dropped, timeout, 5xx) are tried
     ``retry_attempts`` times in all, waiting ``retry_base_delay_s``, then double that, between.
+    ``lease_policy`` says how long a run waits for a stage another run is computing (`leases.py`).
     """
 
     def __init__(
@@ -56,8 +59,10 @@ class ArtifactStore:
         cache_dir: str | os.PathLike[str] | None = None,
         retry_attempts: int = 4,
         retry_base_delay_s: float = 0.5,
+        lease_policy: LeasePolicy | None = None,
     ) -> None:
         self.root, self._scheme = _normalize_root(root)
+        self.lease_policy = lease_policy or LeasePolicy()
         self._retry = RetryPolicy(retry_attempts, retry_base_delay_s)
         options = s3.client_options(storage_options or {}) if self._scheme == "s3" else dict(storage_options or {})
         self._secrets = s3.secret_values(options) if self._scheme == "s3" else ()
@@ -143,6 +148,16 @@ class ArtifactStore:
 
     # -- writing ------------------------------------------------------------------
 
+    def claim(self, stage: str, key: str) -> tuple[Lease | None, Manifest | None]:
+        """The right to compute a stage that is not there yet, shared with concurrent runs (`leases.py`).
+
+        Returns ``(lease, None)``: compute and publish it, then ``lease.release()``; or ``(None, manifest)``:
+        another run published it meanwhile (after this one waited, if that run was still computing it).
+        """
+        directory = f"{self._base}/{validate_stage_name(stage)}/{LEASE_DIR_PREFIX}{validate_key(key)}"
+        files = LeaseFiles(self._fs, directory, self.is_local, self._remote)
+        return acquire_or_wait(files, self.lease_policy, lambda: self.find(stage, key), f"{stage} {key[:12]}")
+
     @contextmanager
     def write_stage(
         self,
@@ -223,9 +238,9 @@ class ArtifactStore:
     def cleanup_temp(self, older_than_s: float = 3600) -> list[str]:
         """Remove what crashed writers left behind; returns the paths / URIs removed.
 
-        Local: ``.tmp-*`` / ``.trash-*`` dirs. S3: the local cache's temp dirs, plus remote
-        ``.tmp-*`` prefixes (parts of a sharded run) and stage prefixes with no manifest (an upload
-        that never finished). Age is the newest file or object inside; choose ``older_than_s``
+        Local: ``.tmp-*`` / ``.trash-*`` / ``.lease-*`` dirs. S3: the local cache's temp dirs, plus remote
+        ``.tmp-*`` prefixes (parts of a sharded run), leases of crashed runs, and stage prefixes with no
+        manifest (an upload that never finished). Age is the newest file or object inside; choose ``older_than_s``
         longer than any stage takes to write, or an in-progress write could be removed.
         """
         base = Path(self._base) if self.is_local else self._cache_root
@@ -247,7 +262,7 @@ class ArtifactStore:
         for stage in [n for n in self._names(self._base) if STAGE_NAME_PATTERN.fullmatch(n)]:
             for name in self._names(f"{self._base}/{stage}"):
                 prefix = f"{self._base}/{stage}/{name}"
-                is_temp = name.startswith(stagedir.TMP_PREFIX)
+                is_temp = name.startswith((stagedir.TMP_PREFIX, LEASE_DIR_PREFIX))
                 if not is_temp and not (KEY_PATTERN.fullmatch(name) and not self._has_manifest(prefix)):
                     continue
                 objects = self._remote(lambda p=prefix: self._fs.find(p, detail=True), f"list {self.root}")

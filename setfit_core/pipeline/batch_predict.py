@@ -3,6 +3,11 @@
 Output columns: ``text``, ``predicted_label`` (the class name when the model knows names, else the
 class id), ``predicted_id`` and ``probabilities`` (fixed-size list<float32>, one per class). Parquet
 input is streamed one batch at a time; rows are written as one row group per batch.
+
+The output is one Parquet file. An output that names a directory (an existing local directory, an S3
+prefix with objects under it, or any URI ending in "/") gets `PREDICTIONS_FILE` inside it
+(`resolve_output`). The file appears complete or not at all: a local one is written to a hidden temp
+file beside it and renamed over it; an S3 upload is aborted on failure.
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -26,6 +32,18 @@ from setfit_core.pipeline.data_io import read_columns, url_to_fs, write_tables
 from setfit_core.pipeline.results import ProgressFn
 
 _STAGE_URI = re.compile(r"^(?P<root>.+)/model/(?P<key>[0-9a-f]{64})/?$")
+# The file written inside an output that names a directory.
+PREDICTIONS_FILE = "predictions.parquet"
+
+
+def resolve_output(output_data: str, storage_options: Mapping[str, Any] | None = None) -> str:
+    """The Parquet file predictions go to: `output_data`, or `<output_data>/predictions.parquet` where it
+    names a directory (an existing local directory, an S3 prefix with objects under it, a trailing "/")."""
+    output_data = str(output_data)
+    fs, path = url_to_fs(output_data, storage_options)
+    if output_data.endswith("/") or fs.isdir(path):
+        return f"{output_data.rstrip('/')}/{PREDICTIONS_FILE}"
+    return output_data
 
 
 @contextlib.contextmanager
@@ -113,8 +131,10 @@ def predict_to_parquet(
     progress: ProgressFn | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Predict every text of `input_data` with `model`; returns rows, seconds and the output URI."""
+    """Predict every text of `input_data` with `model`; returns rows, seconds and the output file's URI
+    (`resolve_output`: a directory gets `PREDICTIONS_FILE` inside it)."""
     started = time.perf_counter()
+    output_data = resolve_output(output_data, storage_options)
     with fetch_model(model, storage_options) as location:
         loaded = load_predictor(model, location, device)
         fs, path = url_to_fs(output_data, storage_options)
@@ -136,26 +156,33 @@ def _write_predictions(model, batches, fs, path: str, batch_size: int, uri: str,
 
 
 def write_atomically(fs, path: str, write: Callable[[Any], int]) -> int:
-    """`write(fileobj)` into `path` on `fs` so that a failure leaves no half-written file; returns its count."""
-    local = "file" in fs.protocol
-    # Local output is written beside the target and renamed; an S3 upload is aborted on failure.
-    # Either way a failed run leaves no half-written output.
-    tmp = f"{path}.tmp-{os.getpid()}" if local else path
-    if local:
-        fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
-    fileobj = fs.open(tmp, "wb")
+    """`write(fileobj)` into the file `path` on `fs` so that a failure (an error, Ctrl-C) leaves neither a
+    half-written file nor a temp file; returns what `write` returned. A local file is written to a hidden
+    temp file beside it and renamed over it in one step (`os.replace`: atomic, and it never moves a file
+    into a directory); an S3 upload is aborted on failure. `path` must not be a directory."""
+    if "file" not in fs.protocol:
+        fileobj = fs.open(path, "wb")
+        try:
+            rows = write(fileobj)
+        except BaseException:
+            fileobj.discard()  # aborts the multipart upload
+            fileobj.closed = True  # else its finaliser would try to upload what discard() dropped
+            raise
+        fileobj.close()
+        return rows
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"output {path!r} is a directory; name a file, e.g. {path.rstrip('/')}/"
+                                f"{PREDICTIONS_FILE}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        rows = write(fileobj)
+        with open(tmp, "wb") as fileobj:
+            rows = write(fileobj)
+        os.replace(tmp, target)
     except BaseException:
-        if local:
-            fileobj.close()
-            fs.rm(tmp)
-        else:
-            fileobj.discard()
+        tmp.unlink(missing_ok=True)
         raise
-    fileobj.close()
-    if local:
-        fs.mv(tmp, path)
     return rows
 
 

@@ -2,10 +2,10 @@
 one merge writes the parts, in order, to the output (one file, same schema and row order as
 `predict_to_parquet`).
 
-    plan = predict_shard_layout("in.parquet", "out.parquet", shards=4)
-    parts = [predict_shard(model, "in.parquet", part_uri(plan.prefix, i), r) for i, r in enumerate(plan.ranges)]
+    layout = predict_shard_layout("in.parquet", "out.parquet", shards=4)
+    parts = [predict_shard(model, "in.parquet", part_uri(layout.prefix, i), r) for i, r in enumerate(layout.ranges)]
     merge_predictions(parts, "out.parquet")          # atomic: no half-written output
-    remove_prefix(plan.prefix)
+    remove_prefix(layout.prefix)
 
 The unit is a batch of `rows_per_group` input rows, the same batches the unsharded run predicts in
 one ``predict_proba`` call each, so both give bitwise the same probabilities.
@@ -31,6 +31,7 @@ from setfit_core.pipeline.batch_predict import (
     open_parquet,
     prediction_table,
     predictions,
+    resolve_output,
     write_atomically,
 )
 from setfit_core.pipeline.data_io import read_columns, url_to_fs, write_tables
@@ -57,7 +58,9 @@ def predict_shard_layout(
     rows_per_group: int = 4096,
     storage_options: Mapping[str, Any] | None = None,
 ) -> ShardLayout:
-    """Batch ranges for `shards` shards and a temp prefix beside `output_data` (nothing is written yet)."""
+    """Batch ranges for `shards` shards and a temp prefix beside the output file (`resolve_output`);
+    nothing is written yet."""
+    output_data = resolve_output(output_data, storage_options)
     rows = count_rows(input_data, text_column, storage_options)
     if rows == 0:
         raise ValueError(f"input_data {input_data!r} has no rows to predict")
@@ -107,10 +110,12 @@ def _shard_tables(
 def merge_predictions(
     parts: list[str], output_data: str, storage_options: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write every part's row groups, in order, to `output_data`; a failure leaves no output behind."""
+    """Write every part's row groups, in order, to the output file (`resolve_output`); a failure leaves no
+    output behind."""
     if not parts:
         raise ValueError("merge_predictions needs at least one part; got none")
     started = time.perf_counter()
+    output_data = resolve_output(output_data, storage_options)
     fs, path = url_to_fs(output_data, storage_options)
 
     rows = write_atomically(fs, path, lambda fileobj: write_tables(fileobj, iter_parts(parts, storage_options)))

@@ -47,18 +47,25 @@ class StageResult:
 
 
 def find_or_compute(store: ArtifactStore, spec: StageSpec, compute: Callable[[StageWriter], None]) -> StageResult:
-    """Reuse the verified stage `spec` names, or run `compute(writer)` and publish what it wrote."""
+    """Reuse the verified stage `spec` names, or run `compute(writer)` and publish what it wrote.
+
+    A stage another live run is computing is waited for and reused, not computed twice (`store.claim`)."""
     started = time.perf_counter()
     uri = store.stage_uri(spec.stage, spec.key)
     manifest = store.find(spec.stage, spec.key)
+    if manifest is None:
+        lease, manifest = store.claim(spec.stage, spec.key)
     if manifest is not None:
         seconds = time.perf_counter() - started
         logger.info("%s %s: reused (%.2f s) %s", spec.stage, spec.key[:12], seconds, uri)
         return StageResult(spec.stage, spec.key, "reused", seconds, uri, manifest)
     logger.info("%s %s: computing", spec.stage, spec.key[:12])
-    with spec.write(store) as writer:
-        compute(writer)
-        writer.timings.setdefault("compute", time.perf_counter() - started)
+    try:
+        with spec.write(store) as writer:
+            compute(writer)
+            writer.timings.setdefault("compute", time.perf_counter() - started)
+    finally:
+        lease.release()
     seconds = time.perf_counter() - started
     logger.info("%s %s: computed (%.2f s) %s", spec.stage, spec.key[:12], seconds, uri)
     return StageResult(spec.stage, spec.key, "computed", seconds, uri, writer.manifest)

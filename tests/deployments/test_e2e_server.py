@@ -132,6 +132,9 @@ def test_nightly_deployment_has_its_schedule_and_pull_step(stack):
         assert deployment.work_pool_name == "setfit-process"
         step = deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]
         assert step["directory"] == "{{ $SETFIT_PIPELINE_HOME }}"
+        # One run at a time per deployment; a second one waits for a slot instead of training beside it.
+        assert deployment.global_concurrency_limit.limit == 1
+        assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
     # Same training args in both: the head-only run can only reuse the body if they match.
     assert nightly.parameters["args"] == head_only.parameters["args"]
 

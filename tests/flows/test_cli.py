@@ -52,6 +52,16 @@ def test_train_from_a_config_file_then_a_head_only_change_from_flags(config_file
     assert "predicted 6 rows" in capsys.readouterr().out
     assert len(pd.read_parquet(output)) == 6
 
+    # An existing directory as OUTPUT, twice: a named file inside it, one row per input, no temp file left.
+    outdir = tmp_path / "outdir"
+    outdir.mkdir()
+    for _ in range(2):
+        assert main(["predict", result["model_uri"], tiny_splits["test"], str(outdir)]) == 0
+        out = capsys.readouterr().out
+        assert "predicted 6 rows in" in out and f"-> {outdir / 'predictions.parquet'}" in out
+    assert sorted(p.name for p in outdir.iterdir()) == ["predictions.parquet"]
+    assert len(pd.read_parquet(outdir)) == 6
+
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["train", "--artifacts-root", "a"], "--train-data is required"),

@@ -1,4 +1,5 @@
-"""Two processes run the same pipeline against one local root at once: one copy of each stage, no locks."""
+"""Two processes run the same pipeline against one local root at once: each stage is computed once (the
+other process waits on its lease and reuses it), one copy of each stage is kept, nothing is left behind."""
 
 from __future__ import annotations
 
@@ -34,10 +35,13 @@ def test_two_processes_same_config_same_root(job_file, spawn, tmp_path):
 
     keys = [{s: r["key"] for s, r in result["stages"].items()} for result in results]
     assert keys[0] == keys[1]
+    for stage in keys[0]:
+        statuses = sorted(result["stages"][stage]["status"] for result in results)
+        assert statuses == ["computed", "reused"], f"{stage} was computed by both runs: {statuses}"
     assert results[0]["metrics"] == results[1]["metrics"] and "eval" in results[0]["metrics"]
     store = ArtifactStore(root)
     assert_all_verify(store, results[0]["stages"])
     assert [(m.stage, m.key) for m in store.list_stages()] == sorted((s, k) for s, k in keys[0].items()), (
         "exactly one published copy of each stage"
     )
-    assert unexpected_paths(root, store) == [], "no temp, trash, probe or lock files are left under the root"
+    assert unexpected_paths(root, store) == [], "no temp, trash, probe or lease files are left under the root"

@@ -44,3 +44,71 @@ def test_bad_input_leaves_no_output(model_uri, tmp_path):
     assert list(tmp_path.glob("p.parquet*")) == []
     with pytest.raises(ValueError, match=r"has no column 'body'; found \['text'\]"):
         predict_to_parquet(model_uri, str(tmp_path / "in.parquet"), str(out), text_column="body")
+
+
+# ---- where the output goes: one file, exactly one row per input, never a temp file left behind -----------
+
+
+def _rows_read_back(path) -> int:
+    """Rows a reader gets from `path`: a Parquet file, or every Parquet file of a directory."""
+    return pq.read_table(str(path)).num_rows
+
+
+def _leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.rglob("*") if ".tmp-" in p.name)
+
+
+def test_a_file_output_twice_holds_one_row_per_input(model_uri, tiny_splits, tmp_path):
+    out = tmp_path / "p.parquet"
+    for _ in range(2):
+        assert predict_to_parquet(model_uri, tiny_splits["test"], str(out))["output_data"] == str(out)
+    assert _rows_read_back(out) == 6 and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("trailing_slash", [False, True])
+def test_a_directory_output_gets_a_named_file_inside(model_uri, tiny_splits, tmp_path, trailing_slash):
+    outdir = tmp_path / "outdir"
+    outdir.mkdir()
+    given = str(outdir) + ("/" if trailing_slash else "")
+    for _ in range(2):  # the bug this guards: each run moved its temp file into the directory
+        result = predict_to_parquet(model_uri, tiny_splits["test"], given)
+        assert result["output_data"] == str(outdir / "predictions.parquet") and result["rows"] == 6
+    assert sorted(p.name for p in outdir.iterdir()) == ["predictions.parquet"]
+    assert _rows_read_back(outdir) == 6  # reading the directory back: one row per input
+
+
+def test_a_new_directory_named_with_a_slash_is_created(model_uri, tiny_splits, tmp_path):
+    result = predict_to_parquet(model_uri, tiny_splits["test"], f"{tmp_path}/new/")
+    assert result["output_data"] == f"{tmp_path}/new/predictions.parquet" and _rows_read_back(tmp_path / "new") == 6
+
+
+def test_an_interrupted_write_keeps_the_previous_output_and_leaves_no_temp_file(model_uri, tiny_splits, tmp_path):
+    out = tmp_path / "p.parquet"
+    predict_to_parquet(model_uri, tiny_splits["test"], str(out))
+    before = out.read_bytes()
+    # The second batch holds a bad row: the write stops halfway, after one row group went out.
+    pd.DataFrame({"text": ["good movie", "awful film", "fine", None]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=r"row 3 is None"):
+        predict_to_parquet(model_uri, str(tmp_path / "bad.parquet"), str(out), rows_per_group=2)
+    assert out.read_bytes() == before and _leftovers(tmp_path) == []
+
+
+def test_an_s3_prefix_output_gets_a_named_file_inside(model_uri, tiny_splits, s3_root):
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    for given in (f"{s3_root}/out/", f"{s3_root}/out"):  # the second names a prefix that now has objects
+        result = predict_to_parquet(model_uri, tiny_splits["test"], given)
+        assert result["output_data"] == f"{s3_root}/out/predictions.parquet"
+    assert fs.ls(f"{s3_root}/out") == [f"{s3_root.removeprefix('s3://')}/out/predictions.parquet"]
+    with fs.open(f"{s3_root}/out/predictions.parquet", "rb") as f:
+        assert pq.read_table(f).num_rows == 6
+
+
+def test_an_interrupted_s3_upload_leaves_no_object(model_uri, tiny_splits, s3_root, tmp_path):
+    import s3fs
+
+    pd.DataFrame({"text": ["good movie", "awful film", "fine", None]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=r"row 3 is None"):
+        predict_to_parquet(model_uri, str(tmp_path / "bad.parquet"), f"{s3_root}/p.parquet", rows_per_group=2)
+    assert not s3fs.S3FileSystem().exists(f"{s3_root}/p.parquet")
