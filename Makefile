@@ -12,6 +12,8 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# mkdocs-material's notice about MkDocs 2.0 on every build: not a warning, just noise.
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: install demo test test-fast lint docs docs-serve clean
 

@@ -151,12 +151,12 @@ def run_gc(args: argparse.Namespace) -> int:
         raise ValueError(f"--keep-last must be an integer >= 0; got {args.keep_last}")
     policy = GcPolicy(args.keep_last, tuple(args.keep), parse_duration(args.older_than, "--older-than"))
     store = open_store(args.root)
-    plan = select_gc(store, policy)
-    print(_plan_text(plan, args.older_than))
+    selection = select_gc(store, policy)
+    print(_selection_text(selection, args.older_than))
     if not args.yes:
         print("\nDry run: nothing was deleted. Rerun with --yes to delete.")
         return 0
-    print("\n" + _result_text(apply_gc(store, plan)))
+    print("\n" + _result_text(apply_gc(store, selection)))
     return 0
 
 
@@ -247,33 +247,36 @@ def _show_text(details: StageDetails) -> str:
     return "\n".join(lines)
 
 
-def _plan_text(plan: GcSelection, older_than: str) -> str:
-    policy = plan.policy
+def _selection_text(selection: GcSelection, older_than: str) -> str:
+    policy = selection.policy
     extra = f" plus {_plural(len(policy.keep), 'model')} given with --keep" if policy.keep else ""
     age = (
-        f"stages newer than {older_than} (created after {plan.cutoff:%Y-%m-%d %H:%M:%S} UTC)"
+        f"stages newer than {older_than} (created after {selection.cutoff:%Y-%m-%d %H:%M:%S} UTC)"
         if policy.older_than
         else "no stage for its age (--older-than 0)"
     )
     lines = [f"Keeping the newest {_plural(policy.keep_last, 'model')}{extra}, what they were built from, and {age}."]
-    if plan.candidates:
-        lines.append(f"\nWould delete {_plural(len(plan.candidates), 'stage')}, {format_size(plan.bytes_freed)}:")
+    if selection.candidates:
+        size = format_size(selection.bytes_freed)
+        lines.append(f"\nWould delete {_plural(len(selection.candidates), 'stage')}, {size}:")
         lines.append(
             _table(
-                [(i.stage, i.key[:12], format_size(i.size), format_time(i.created_at)) for i in plan.candidates],
+                [(i.stage, i.key[:12], format_size(i.size), format_time(i.created_at)) for i in selection.candidates],
                 indent="  ",
             )
         )
     else:
         lines.append("\nNothing to delete.")
-    if plan.kept:
-        lines.append(f"\nKeeping {_plural(len(plan.kept), 'stage')}:")
+    if selection.kept:
+        lines.append(f"\nKeeping {_plural(len(selection.kept), 'stage')}:")
         lines.append(
             _table(
-                [(k.info.stage, k.info.key[:12], format_size(k.info.size), k.reason) for k in plan.kept], indent="  "
+                [(k.info.stage, k.info.key[:12], format_size(k.info.size), k.reason) for k in selection.kept],
+                indent="  ",
             )
         )
-    lines.append(f"\nAlso removes temp dirs of crashed writers older than {format_duration(plan.temp_older_than)}.")
+    temp_age = format_duration(selection.temp_older_than)
+    lines.append(f"\nAlso removes temp dirs of crashed writers older than {temp_age}.")
     return "\n".join(lines)
 
 
@@ -281,7 +284,7 @@ def _result_text(result: GcResult) -> str:
     lines = [f"Deleted {_plural(len(result.deleted), 'stage')}, freed {format_size(result.bytes_freed)}."]
     if result.skipped:
         lines.append(
-            f"Kept {_plural(len(result.skipped), 'planned stage')}: a stage published since the plan references them:"
+            f"Kept {_plural(len(result.skipped), 'selected stage')}: a stage published since references them:"
         )
         lines += [f"  {i.stage} {i.key[:12]}" for i in result.skipped]
     lines.append(f"Removed {_plural(len(result.temp_removed), 'stale temp dir')}.")

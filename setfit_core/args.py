@@ -95,7 +95,7 @@ class TrainingArguments:
     preset: str | None = None
     loss_params: dict[str, Any] | None = None
     # Not in setfit: phase 1 recomputes each layer's activations in the backward pass instead of keeping
-    # them (checkpointing.py): memory per step hardly grows with its texts; ~1.5x the time on CPU.
+    # them (engine/gradient_checkpointing.py): memory per step hardly grows with its texts; ~1.5x the time on CPU.
     gradient_checkpointing: bool = False
     _loss_class: type = field(init=False, repr=False, compare=False)
 

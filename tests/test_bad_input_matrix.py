@@ -1,4 +1,4 @@
-"""The bad-input matrix of README.md ("Bad input matrix"): one row per bad input, one test case per row.
+"""The bad-input matrix of docs/reliability.md ("Bad input matrix"): one row per bad input, one test case per row.
 
 Every row asserts the message a user sees. Errors come before any training: library rows fail while
 the `Trainer` / `TrainingArguments` / model is being built; pipeline rows fail in `PipelineRun.run_all()`
@@ -21,7 +21,7 @@ import pytest
 from setfit_core import SetFitModel, Trainer, TrainingArguments
 from setfit_core.pipeline import PipelineJob, PipelineRun
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+MATRIX_PAGE = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 TINY_ARGS = {"num_iterations": 2, "seed": 0, "num_epochs": [1, 2], "show_progress_bar": False}
 LONG_TEXT = " ".join(["good movie"] * 80)  # 160 words: past the tiny body's 64 tokens
 WARNING = "warning"  # a row whose `error` is this logs a warning instead of raising
@@ -30,7 +30,7 @@ WARNING = "warning"  # a row whose `error` is this logs a warning instead of rai
 @dataclass(frozen=True)
 class Row:
     id: str
-    case: str  # the bad input, as the README table says it
+    case: str  # the bad input, as the docs table says it
     call: Callable[[Any], Any]  # library: call(ctx) does the failing thing; pipeline: returns job changes
     error: type[Exception] | str
     match: str
@@ -244,8 +244,8 @@ def test_pipeline_bad_input(row: Row, ctx: Context, tiny_splits, caplog) -> None
     assert written == [], f"nothing may be written under the artifacts root before stage 1; found {written}"
 
 
-def test_readme_matrix_lists_every_row() -> None:
-    """The README table and the rows above are the same list, in the same order."""
-    section = README.read_text(encoding="utf-8").split("### Bad input matrix", 1)[1].split("\n#", 1)[0]
+def test_docs_matrix_lists_every_row() -> None:
+    """The docs table and the rows above are the same list, in the same order."""
+    section = MATRIX_PAGE.read_text(encoding="utf-8").split("### Bad input matrix", 1)[1].split("\n#", 1)[0]
     ids = re.findall(r"^\| `([a-z0-9-]+)` \|", section, flags=re.MULTILINE)
     assert ids == [r.id for r in LIBRARY_ROWS + PIPELINE_ROWS]

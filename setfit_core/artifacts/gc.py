@@ -1,8 +1,8 @@
 """List, inspect and garbage-collect the stages of an `ArtifactStore`.
 
-    plan = select_gc(store, GcPolicy(keep_last=3, older_than=timedelta(days=7)))
-    plan.candidates                  # what would go, children before parents
-    apply_gc(store, plan)            # deletes them (and crashed writers' temp dirs)
+    selection = select_gc(store, GcPolicy(keep_last=3, older_than=timedelta(days=7)))
+    selection.candidates                  # what would go, children before parents
+    apply_gc(store, selection)            # deletes them (and crashed writers' temp dirs)
 
 The rule: delete only stages that no kept model and no newer manifest references.
 
@@ -117,7 +117,7 @@ class GcSelection:
 @dataclass(frozen=True)
 class GcResult:
     deleted: tuple[StageInfo, ...]
-    skipped: tuple[StageInfo, ...]  # candidates that a stage published since the plan now protects
+    skipped: tuple[StageInfo, ...]  # candidates that a stage published since the selection now protects
     temp_removed: tuple[str, ...] = ()  # paths, or s3:// URIs of remote leftovers
 
     @property
@@ -194,28 +194,28 @@ def select_gc(store: ArtifactStore, policy: GcPolicy | None = None, now: datetim
     return GcSelection(policy, cutoff, tuple(kept), candidates)
 
 
-def apply_gc(store: ArtifactStore, plan: GcSelection) -> GcResult:
+def apply_gc(store: ArtifactStore, selection: GcSelection) -> GcResult:
     """Delete the plan's candidates, then crashed writers' temp dirs.
 
-    The plan is recomputed first with the same policy and cutoff: a stage published since
+    The selection is recomputed first with the same policy and cutoff: a stage published since
     (a run that reused an old body, say) is newer than the cutoff and protects its ancestors,
     so only stages that are candidates in both plans go. A run that has *started* reusing an
     old stage but published nothing yet is not visible; it fails and the rerun recomputes.
     """
-    now = plan.cutoff + plan.policy.older_than
-    still = {info.id for info in select_gc(store, plan.policy, now).candidates}
+    now = selection.cutoff + selection.policy.older_than
+    still = {info.id for info in select_gc(store, selection.policy, now).candidates}
     deleted, skipped = [], []
     # Children before parents (the plan's order): if gc dies half way, every stage left still
     # has all of its parents, so lineage (`show`, a later gc, a rerun reusing a child) never
     # points at a deleted stage. Parents first could leave e.g. a head whose embeddings are gone.
-    for info in plan.candidates:
+    for info in selection.candidates:
         if info.id not in still:
             skipped.append(info)
             continue
         store.delete_stage(info.stage, info.key)
         logger.info("gc: deleted %s/%s (%d bytes)", info.stage, info.key, info.size)
         deleted.append(info)
-    temp = store.cleanup_temp(plan.temp_older_than.total_seconds())
+    temp = store.cleanup_temp(selection.temp_older_than.total_seconds())
     return GcResult(tuple(deleted), tuple(skipped), tuple(temp))
 
 

@@ -5,7 +5,7 @@ on MiniLM ~30 KB per token per layer, so a step of 32 distinct texts (a batch of
 repeats, e.g. 5 classes x 64 shots) holds about twice what a step of 16 does (189 vs 92 MB measured).
 With checkpointing, each transformer layer keeps only its input and runs its forward again during the
 backward pass, so a step holds one layer of one micro-batch at a time, and on CPU micro-batches are kept
-to 256 padded tokens (`body_training.CHECKPOINTED_MICRO_BATCH_TOKENS`): memory hardly depends on the
+to 256 padded tokens (`EngineOptions.checkpointed_micro_batch_tokens`): memory hardly depends on the
 step's texts, at the price of a second forward pass and smaller products (+45-50% time per CPU step).
 
 `torch.utils.checkpoint` replays each layer with the random state it first ran with, so dropout draws

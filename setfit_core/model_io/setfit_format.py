@@ -3,7 +3,7 @@
 - `config_setfit.json`: `normalize_embeddings`, `labels` (what setfit 1.x reads) plus
   `multi_target_strategy` and `head` (type and, for the torch head, its shape).
 - torch head: `model_head.safetensors`; scikit-learn head: `model_head.safetensors` + `model_head.json`
-  (see `sklearn_head_io`). Neither can execute code on load.
+  (see `sklearn_head`). Neither can execute code on load.
 - `model_head.pkl` (setfit 1.x) is read only with `trust_pickle=True`, and written only on request
   (`setfit_compatible=True`), in which case `config_setfit.json` holds only the keys setfit accepts.
 """

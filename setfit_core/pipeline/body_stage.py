@@ -38,10 +38,10 @@ def run_body(
         args = stage_args(spec.config)
         pairs_dir = parent_dir(store, spec, "pairs")
         texts, label_ids = read_training_rows(pairs_dir)
-        plan = read_pair_set(pairs_dir, texts) if spec.config["loss"]["kind"] == "pair" else None
+        pairs = read_pair_set(pairs_dir, texts) if spec.config["loss"]["kind"] == "pair" else None
         eval_texts, eval_ids = _eval_split(spec, data)
         body = load_body(model, device=device)
-        result = train_body(body, texts, label_ids, args, eval_texts, eval_ids, progress=_steps(progress), pairs=plan)
+        result = train_body(body, texts, label_ids, args, eval_texts, eval_ids, progress=_steps(progress), pairs=pairs)
         body.save(str(writer.dir))
         writer.metrics.update(steps=result.steps, train_loss=result.train_loss, num_pairs=result.num_pairs,
                               log=result.log, engine=result.engine.to_dict())

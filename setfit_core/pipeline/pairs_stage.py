@@ -4,7 +4,7 @@ Files:
 - ``texts.parquet`` (``text``, ``label``): the training rows in order, labels as class ids. Group
   losses (triplet, SupCon) train on these label-grouped rows directly.
 - ``pairs.parquet`` (``sentence_1``, ``sentence_2``, ``label`` 1.0/0.0), pair losses only: the pairs
-  of `setfit_core.training.embedding_phase.sample_pairs`, written and read back one row group at a time, so
+  of `setfit_core.training.batches.sample_pairs`, written and read back one row group at a time, so
   memory holds the index arrays (12 bytes a pair) plus one row group of strings, never a list of
   every pair's texts.
 """
@@ -41,25 +41,25 @@ def run_pairs(
                        writer.dir / TEXTS_FILE)
         writer.metrics.update(rows=len(texts), num_classes=data.num_classes)
         if spec.config["kind"] == "pair":
-            plan = sample_pairs(ids, pairs_args(spec.config))
-            write_pairs(writer.dir / PAIRS_FILE, texts, plan, progress)
-            writer.metrics.update(pairs=len(plan), positive=int(plan.label.sum()))
+            pairs = sample_pairs(ids, pairs_args(spec.config))
+            write_pairs(writer.dir / PAIRS_FILE, texts, pairs, progress)
+            writer.metrics.update(pairs=len(pairs), positive=int(pairs.label.sum()))
 
     return find_or_compute(store, spec, compute)
 
 
-def write_pairs(path: Path, texts: list[str], plan: PairSet, progress: ProgressFn | None = None) -> None:
+def write_pairs(path: Path, texts: list[str], pairs: PairSet, progress: ProgressFn | None = None) -> None:
     column = pa.array(texts, pa.string())
     with pq.ParquetWriter(path, PAIRS_SCHEMA) as writer:
-        for start in range(0, len(plan), ROW_GROUP):
-            stop = min(start + ROW_GROUP, len(plan))
+        for start in range(0, len(pairs), ROW_GROUP):
+            stop = min(start + ROW_GROUP, len(pairs))
             writer.write_table(pa.table({
-                "sentence_1": column.take(pa.array(plan.first[start:stop])),
-                "sentence_2": column.take(pa.array(plan.second[start:stop])),
-                "label": pa.array(plan.label[start:stop], pa.float32()),
+                "sentence_1": column.take(pa.array(pairs.first[start:stop])),
+                "sentence_2": column.take(pa.array(pairs.second[start:stop])),
+                "label": pa.array(pairs.label[start:stop], pa.float32()),
             }, schema=PAIRS_SCHEMA))
             if progress is not None:
-                progress(stop, len(plan), "writing pairs")
+                progress(stop, len(pairs), "writing pairs")
 
 
 def read_training_rows(stage_dir: Path) -> tuple[list[str], np.ndarray]:

@@ -126,7 +126,7 @@ def body_config(args: TrainingArguments, model_identity: dict[str, str], with_ev
         "eval": None,
     }
     if args.gradient_checkpointing:
-        # The same training up to float rounding (checkpointing.py), but the stage must know to run it;
+        # The same training up to float rounding (engine/gradient_checkpointing.py), but the stage must know to run it;
         # keyed only when on, so the keys of bodies trained without it stay what they were.
         config["gradient_checkpointing"] = True
     if with_eval:  # phase-1 evaluation only changes the body when it picks the best checkpoint

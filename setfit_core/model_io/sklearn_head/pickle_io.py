@@ -38,7 +38,7 @@ def load_pickle_head(directory: str | os.PathLike, *, trust_pickle: bool = False
             "format). Unpickling can execute arbitrary code, so it is not loaded by default. "
             "Pass trust_pickle=True only if you trust the source of this file; otherwise load it "
             "once in a trusted environment and re-save it with setfit_core "
-            f"(sklearn_head_io.save_sklearn_head) to get the safe {HEAD_WEIGHTS_FILE} + "
+            f"(setfit_core.model_io.sklearn_head.save_sklearn_head) to get the safe {HEAD_WEIGHTS_FILE} + "
             f"{HEAD_SPEC_FILE} format."
         )
     return joblib.load(str(path))

@@ -23,8 +23,8 @@ def expected(classes: int, n: int, strategy: str) -> int:
 @pytest.mark.parametrize(("classes", "n"), [(2, 8), (2, 64), (4, 8), (5, 8), (5, 64)])
 @pytest.mark.parametrize("strategy", ["oversampling", "undersampling", "unique"])
 def test_pair_counts_match_setfit_formulas(classes, n, strategy):
-    plan = make_pairs(labels_for(classes, n), seed=0, sampling_strategy=strategy)
-    assert len(plan) == expected(classes, n, strategy)
+    pairs = make_pairs(labels_for(classes, n), seed=0, sampling_strategy=strategy)
+    assert len(pairs) == expected(classes, n, strategy)
 
 
 def test_known_counts_for_2x8():
@@ -37,19 +37,19 @@ def test_known_counts_for_2x8():
 
 @pytest.mark.parametrize(("classes", "n"), [(2, 8), (5, 64)])
 def test_num_iterations_gives_2kn_pairs_half_positive(classes, n):
-    plan = make_pairs(labels_for(classes, n), seed=1, num_iterations=3)
-    assert len(plan) == 2 * 3 * classes * n
-    assert plan.label.sum() == 3 * classes * n
+    pairs = make_pairs(labels_for(classes, n), seed=1, num_iterations=3)
+    assert len(pairs) == 2 * 3 * classes * n
+    assert pairs.label.sum() == 3 * classes * n
 
 
 def test_labels_say_whether_a_pair_shares_a_class():
     labels = labels_for(3, 5)
-    plan = make_pairs(labels, seed=3, sampling_strategy="unique")
-    same = labels[plan.first] == labels[plan.second]
-    np.testing.assert_array_equal(same, plan.label == 1.0)
+    pairs = make_pairs(labels, seed=3, sampling_strategy="unique")
+    same = labels[pairs.first] == labels[pairs.second]
+    np.testing.assert_array_equal(same, pairs.label == 1.0)
     # unique = every unordered pair, self-pairs included, exactly once
-    pairs = {tuple(sorted(p)) for p in zip(plan.first.tolist(), plan.second.tolist(), strict=True)}
-    assert pairs == set(itertools.combinations_with_replacement(range(15), 2))
+    unordered = {tuple(sorted(p)) for p in zip(pairs.first.tolist(), pairs.second.tolist(), strict=True)}
+    assert unordered == set(itertools.combinations_with_replacement(range(15), 2))
 
 
 def test_multi_label_positive_when_any_label_is_shared():
@@ -60,15 +60,15 @@ def test_multi_label_positive_when_any_label_is_shared():
     q = len(candidates) - p
     assert len(make_pairs(labels, 0, "unique")) == p + q
     assert len(make_pairs(labels, 0, "oversampling")) == 2 * max(p, q)
-    plan = make_pairs(labels, 0, "undersampling")
-    assert len(plan) == 2 * min(p, q)
-    shared = (labels[plan.first] & labels[plan.second]).any(axis=1)
-    np.testing.assert_array_equal(shared, plan.label == 1.0)
+    pairs = make_pairs(labels, 0, "undersampling")
+    assert len(pairs) == 2 * min(p, q)
+    shared = (labels[pairs.first] & labels[pairs.second]).any(axis=1)
+    np.testing.assert_array_equal(shared, pairs.label == 1.0)
 
 
 def test_max_pairs_caps_the_pairs():
-    plan = make_pairs(labels_for(5, 64), seed=0, sampling_strategy="oversampling", max_pairs=10 * 16)
-    assert len(plan) == 160
+    pairs = make_pairs(labels_for(5, 64), seed=0, sampling_strategy="oversampling", max_pairs=10 * 16)
+    assert len(pairs) == 160
 
 
 def test_same_seed_same_pairs_other_seed_other_pairs():
@@ -85,17 +85,17 @@ def test_5x64_oversampling_stays_small_in_memory():
     """81,920 pairs as index arrays (~1 MB), never as a list of text dicts (~tens of MB)."""
     labels = labels_for(5, 64)
     tracemalloc.start()
-    plan = make_pairs(labels, seed=0, sampling_strategy="oversampling")
-    steps = sum(1 for _ in iter_pair_batches(plan, 16, 1, seed=0))
+    pairs = make_pairs(labels, seed=0, sampling_strategy="oversampling")
+    steps = sum(1 for _ in iter_pair_batches(pairs, 16, 1, seed=0))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert len(plan) == 81_920 and steps == 5_120
+    assert len(pairs) == 81_920 and steps == 5_120
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
 
 def test_pair_batches_cover_every_pair_once_per_epoch():
-    plan = make_pairs(labels_for(2, 8), seed=0, num_iterations=20)
-    seen = np.concatenate([b[2] for b in iter_pair_batches(plan, 16, 1, seed=0)])
+    pairs = make_pairs(labels_for(2, 8), seed=0, num_iterations=20)
+    seen = np.concatenate([b[2] for b in iter_pair_batches(pairs, 16, 1, seed=0)])
     assert len(seen) == 640 and seen.sum() == 320
 
 
