@@ -188,7 +188,7 @@ class Lease:
 
     def __init__(self, files: LeaseFiles, generation: int, record: LeaseRecord, policy: LeasePolicy) -> None:
         self.files, self.generation, self.record, self.policy = files, generation, record, policy
-        Lease.live_tokens.add(record.token)
+        Lease.live_tokens.add(record.token)  # already there when `acquire_or_wait` made it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"lease-{files.dir}", daemon=True)
         self._thread.start()
@@ -206,11 +206,12 @@ class Lease:
     def release(self) -> None:
         self._stop.set()
         self._thread.join()
-        Lease.live_tokens.discard(self.record.token)
         try:
             self.files.remove_up_to(self.generation)
-        except OSError as exc:  # a leftover lease only makes the next run wait ttl_s
+        except OSError as exc:  # a leftover file is taken over: at once here, after ttl_s elsewhere
             logger.warning("could not remove the lease %s: %s", self.files.dir, exc)
+        finally:  # not before: another thread of this process would take the file for a failed release
+            Lease.live_tokens.discard(self.record.token)
 
 
 def acquire_or_wait(files: LeaseFiles, policy: LeasePolicy, published: Callable[[], Any],
@@ -235,7 +236,15 @@ def acquire_or_wait(files: LeaseFiles, policy: LeasePolicy, published: Callable[
         if latest is None or stale:
             generation = latest[0] + 1 if latest else 0
             mine = LeaseRecord.mine()
-            if files.create(generation, mine.to_bytes()):
+            # Live before the file exists: another thread of this process that reads the file then must not
+            # take it for a lease this process failed to remove.
+            Lease.live_tokens.add(mine.token)
+            try:
+                created = files.create(generation, mine.to_bytes())
+            except BaseException:
+                Lease.live_tokens.discard(mine.token)
+                raise
+            if created:
                 if stale:
                     logger.warning("%s: took over the lease of %s, which stopped renewing it", what,
                                    holder.describe() if holder else "an unreadable holder")
@@ -244,6 +253,7 @@ def acquire_or_wait(files: LeaseFiles, policy: LeasePolicy, published: Callable[
                     lease.release()
                     return None, found
                 return lease, None
+            Lease.live_tokens.discard(mine.token)
             continue  # another run won this generation: look again
         if not announced:
             logger.info("%s: %s is computing it; waiting to reuse it", what,

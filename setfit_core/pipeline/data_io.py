@@ -115,11 +115,24 @@ def _read_csv(fileobj: Any) -> dict[str, list]:
     return {str(c): frame[c].tolist() for c in frame.columns}
 
 
+def _json_lines(text: str) -> list[Any]:
+    """One JSON value per non-blank line; an error names the file's line, not the position in that line."""
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    return records
+
+
 def _read_json(fileobj: Any) -> dict[str, list]:
     text = fileobj.read().decode("utf-8")
     # Parsed with json, not pandas: pandas would turn date-like texts into timestamps.
     stripped = text.lstrip()
-    records = json.loads(text) if stripped.startswith("[") else [json.loads(s) for s in text.splitlines() if s.strip()]
+    records = json.loads(text) if stripped.startswith("[") else _json_lines(text)
     if not all(isinstance(r, dict) for r in records):
         raise ValueError("every JSON line (or array item) must be an object like {\"text\": ..., \"label\": ...}")
     columns: dict[str, list] = {}

@@ -141,3 +141,13 @@ def test_dataset_label_is_short_and_readable():
     assert dataset_label("/data/sst2/train.parquet") == "sst2-train"
     assert dataset_label("s3://bucket/x/Movie Reviews.csv") == "movie-reviews"
     assert dataset_label("/data/my_ds") == "my-ds"
+
+
+def test_a_bad_json_line_is_named_by_its_line_in_the_file(tmp_path):
+    lines = [json.dumps({"text": f"text {i}", "label": i % 2}) for i in range(20)]
+    lines[17] = '{"text": "seventeen", "label": 1'  # line 18: the closing brace is missing
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"could not read train_data '.*train.jsonl' as json: line 18 is not valid "
+                                         r"JSON: Expecting ',' delimiter at column 33"):
+        load_split(str(path), "train_data")
