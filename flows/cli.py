@@ -6,23 +6,31 @@
     setfit-pipeline worker                 # runs the deployments' flow runs on this machine
     setfit-pipeline artifacts ls artifacts
 
-User errors (bad flags, bad config values, missing files) print one line naming the value and the
-fix and exit with status 2, before any training starts.
+Expected failures (bad flags or config values, missing or unreadable files, S3 credentials or endpoints,
+bad data) print one line, `setfit-pipeline: error: <what, which value, the fix>`, and exit with status 2;
+most before any training starts. The traceback goes to the Prefect run's logs, and to the terminal with
+`--verbose`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from setfit_pipeline.flows import prefect_ops
 
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+# Failures a user can fix: bad values (ValueError), files, permissions, S3 settings, an unreachable endpoint,
+# a timeout (OSError and its subclasses). Anything else is a bug: its traceback is printed as Python does.
+USER_ERRORS = (ValueError, OSError)
 TRAIN_FLAGS = ("train_data", "artifacts_root", "eval_data", "test_data", "model", "metric")
 SCALE_FLAGS = ("task_runner", "dask_address", "dask_workers", "shards")
 
@@ -33,13 +41,63 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(cli, "func", None):
         parser.print_help()
         return 0
+    verbose = bool(getattr(cli, "verbose", False))
     try:
         return cli.func(cli)
-    except USER_ERRORS as exc:
-        print(f"setfit-pipeline: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - expected failures get one line; the rest is re-raised below
+        error = _user_error(exc)
+        if error is None:
+            raise
+        if verbose:
+            traceback.print_exc()
+        print(f"setfit-pipeline: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one line for an expected failure (see USER_ERRORS), or None for a bug."""
+    from setfit_core.artifacts.s3 import explain
+
+    if not isinstance(exc, USER_ERRORS):
+        # botocore's own errors (no credentials, say) where no URI-aware code caught them first
+        better = explain(exc, "reach S3", "s3://")
+        if better is None:
+            return None
+        exc = better
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _QuietRunErrors(logging.Filter):
+    """Prefect reports a failed task or flow run on the console with its traceback, twice (task, then flow);
+    the CLI prints one line instead. The run's logs in the Prefect API keep everything."""
+
+    RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+    def __init__(self, handlers: list[logging.Handler]) -> None:
+        super().__init__()
+        self.handlers = handlers
+
+    @classmethod
+    @contextlib.contextmanager
+    def around(cls, cli: argparse.Namespace) -> Iterator[None]:
+        """Inside (a flow run started by the CLI), unless --verbose. Prefect is imported by then: its console
+        handler sits on the root logger; its API handlers, on the run loggers, keep every record."""
+        if getattr(cli, "verbose", False):
+            yield
+            return
+        quiet = cls([h for h in logging.getLogger().handlers if type(h).__name__ == "PrefectConsoleHandler"])
+        for handler in quiet.handlers:
+            handler.addFilter(quiet)
+        try:
+            yield
+        finally:
+            for handler in quiet.handlers:
+                handler.removeFilter(quiet)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.name.startswith(self.RUN_LOGGERS))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="SetFit few-shot text classification as a Prefect pipeline with staged artifacts.",
         epilog="Run `setfit-pipeline COMMAND --help` for a command's options.",
     )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="on an error, print the traceback and Prefect's failure logs too")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_train(commands)
     _add_predict(commands)
@@ -85,7 +145,14 @@ def _add_train(commands: Any) -> None:
                        help="train SetFitHead (torch) instead of LogisticRegression")
     _add_scale_flags(train, "the embeddings stage")
     train.add_argument("--json", action="store_true", help="print the flow's result as JSON")
+    _add_verbose(train)
     train.set_defaults(func=_train)
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: given after the command it sets the flag; not given, the top-level value stands.
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print the traceback and Prefect's failure logs too")
 
 
 def _add_scale_flags(parser: argparse.ArgumentParser, what: str) -> None:
@@ -127,11 +194,13 @@ def _scale_out(params: dict[str, Any]) -> dict[str, Any]:
 
 def _train(cli: argparse.Namespace) -> int:
     params = train_parameters(cli)
+    prefect_ops.apply_run_defaults()
     from setfit_pipeline.flows.train import train_pipeline
 
     from setfit_core.pipeline.report import metric_rows, stage_rows, text_table
 
-    result = train_pipeline(**params)
+    with _QuietRunErrors.around(cli):
+        result = train_pipeline(**params)
     if cli.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -154,6 +223,7 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument("--text-column", default="text", help="column holding the texts (default: text)")
     predict.add_argument("--batch-size", type=int, default=64, help="texts per encoding batch (default: 64)")
     _add_scale_flags(predict, "the rows")
+    _add_verbose(predict)
     predict.set_defaults(func=_predict)
 
 
@@ -164,9 +234,14 @@ def _predict(cli: argparse.Namespace) -> int:
         raise FileNotFoundError(f"input {cli.input!r} does not exist; pass a Parquet / CSV / JSONL file of texts")
     from setfit_pipeline.flows.predict import predict_flow
 
+    from setfit_core.pipeline.batch_predict import resolve_model_uri
+
+    model = resolve_model_uri(cli.model)  # a body stage, a missing path, an unknown key prefix: fail now
+    prefect_ops.apply_run_defaults()
     scale = _scale_out(vars(cli))
-    result = predict_flow(cli.model, cli.input, cli.output, text_column=cli.text_column, batch_size=cli.batch_size,
-                          **scale)
+    with _QuietRunErrors.around(cli):
+        result = predict_flow(model, cli.input, cli.output, text_column=cli.text_column, batch_size=cli.batch_size,
+                              **scale)
     print(f"predicted {result['rows']} rows in {result['seconds']:.2f} s -> {result['output_data']}")
     return 0
 

@@ -21,6 +21,7 @@ from setfit_pipeline.tasks.dask_runner import ScaleOut, TaskRunnerName
 from setfit_pipeline.tasks.shards import remove_parts_task
 
 from setfit_core.pipeline import dataset_label
+from setfit_core.pipeline.batch_predict import resolve_model_uri
 
 
 def _flow_run_name() -> str:
@@ -50,6 +51,7 @@ def predict_flow(
     (default: one per core) or the scheduler at `dask_address`; `shards` defaults to one per worker.
     """
     scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()  # before any work
+    model = resolve_model_uri(model, storage_options)  # <root>/model/<key prefix>; refuses other stages
     if not scale.sharded:
         return predict_task(model, input_data, output_data, text_column, batch_size, storage_options)
     return sharded_predict.with_options(task_runner=scale.task_runner_instance())(

@@ -32,6 +32,17 @@ OFFLINE_ENV = {
 }
 
 
+# What a flow run started by the CLI sets for itself and its temporary API server (a user's values win):
+# telemetry look-ups fail noisily without a network, and are not wanted with one.
+RUN_ENV = {name: OFFLINE_ENV[name] for name in ("DO_NOT_TRACK", "PREFECT_SERVER_ANALYTICS_ENABLED",
+                                                  "TOKENIZERS_PARALLELISM")}
+
+
+def apply_run_defaults() -> None:
+    for name, value in RUN_ENV.items():
+        os.environ.setdefault(name, value)
+
+
 def prefect_command() -> list[str]:
     """The `prefect` CLI of this interpreter's environment (a venv need not be on PATH)."""
     exe = Path(sys.executable).parent / "prefect"

@@ -55,7 +55,7 @@ class StorageUnavailableError(OSError):
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, *_optional_transient_types())
 
 
-def _causes(exc: BaseException) -> Iterable[BaseException]:
+def causes(exc: BaseException) -> Iterable[BaseException]:
     """``exc`` and the exceptions it was raised from (s3fs wraps a 5xx ClientError in an OSError)."""
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -75,7 +75,7 @@ def _is_transient_reply(exc: BaseException) -> bool:
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures that another attempt may not meet: connection, timeout, 5xx, throttling."""
-    return any(isinstance(e, _TRANSIENT_TYPES) or _is_transient_reply(e) for e in _causes(exc))
+    return any(isinstance(e, _TRANSIENT_TYPES) or _is_transient_reply(e) for e in causes(exc))
 
 
 @dataclass(frozen=True)

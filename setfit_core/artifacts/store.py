@@ -218,6 +218,8 @@ class ArtifactStore:
         except StorageUnavailableError:
             raise  # unreachable, not unwritable: its message already says so
         except OSError as exc:
+            if s3.is_explained(exc):
+                raise  # no credentials, no such bucket, ...: it names what to set
             reason = exc.strerror or type(exc).__name__
             raise PermissionError(
                 f"artifacts_root {self.root!r} is not writable ({reason}: {exc.filename or probe}); pick a "
@@ -277,8 +279,12 @@ class ArtifactStore:
         return self._remote(lambda: self._fs.exists(f"{prefix}/{MANIFEST_NAME}"), f"list {self.root}")
 
     def _remote(self, fn: Callable[[], T], what: str) -> T:
-        """``fn()``, retried on transient S3 errors (see ``RetryPolicy``); local calls run once."""
-        return fn() if self.is_local else self._retry.call(fn, what, self._redact)
+        """``fn()``, retried on transient S3 errors (see ``RetryPolicy``); local calls run once. A failure
+        with a usual cause (no credentials, an unreachable endpoint, no bucket) says what to set."""
+        if self.is_local:
+            return fn()
+        with s3.explained(what, self.root):
+            return self._retry.call(fn, what, self._redact)
 
     def _redact(self, text: str) -> str:
         return s3.redact(text, self._secrets)

@@ -27,11 +27,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from setfit_core.artifacts import ArtifactStore
+from setfit_core.artifacts.s3 import explained
+from setfit_core.model_io.body_loading import resolve_model_location
 from setfit_core.modeling import SetFitModel
 from setfit_core.pipeline.data_io import read_columns, url_to_fs, write_tables
 from setfit_core.pipeline.results import ProgressFn
 
 _STAGE_URI = re.compile(r"^(?P<root>.+)/model/(?P<key>[0-9a-f]{64})/?$")
+# <root>/<stage>/<key or a prefix of 8+ hex characters>, as `artifacts ls` prints keys.
+_ANY_STAGE_URI = re.compile(r"^(?P<root>.+)/(?P<stage>pairs|body|embeddings|head|evaluation|model)/"
+                            r"(?P<key>[0-9a-f]{8,64})/?$")
 # The file written inside an output that names a directory.
 PREDICTIONS_FILE = "predictions.parquet"
 
@@ -46,12 +51,40 @@ def resolve_output(output_data: str, storage_options: Mapping[str, Any] | None =
     return output_data
 
 
+def resolve_model_uri(model: str, storage_options: Mapping[str, Any] | None = None) -> str:
+    """`model` as the model to predict with: ``<root>/model/<prefix>`` becomes the one model stage whose key
+    starts with the prefix (as `artifacts show` takes it); another stage of a training run (a body, say) or
+    a missing local path is an error that says what to pass instead."""
+    model = str(model)
+    match = _ANY_STAGE_URI.match(model)
+    if match is None:
+        if "://" not in model:
+            try:
+                resolve_model_location(model)  # a hub id passes; a local path must exist
+            except FileNotFoundError:
+                raise FileNotFoundError(f"model {model!r} does not exist; pass the model directory a training run "
+                                        "printed (model: ...), or <root>/model/<key>") from None
+        return model
+    root, stage, key = match["root"], match["stage"], match["key"]
+    store = ArtifactStore(root, storage_options=dict(storage_options or {}))
+    if stage != "model":
+        raise ValueError(f"model {model!r} is the {stage} stage of a training run, not a model; use "
+                         f"{root}/model/<key> (`setfit-pipeline artifacts ls {root} --stage model` lists them)")
+    if len(key) == 64:
+        return model
+    from setfit_core.artifacts.gc import resolve_key
+
+    full = resolve_key([m.key for m in store.list_stages("model")], key, "model")
+    return store.stage_uri("model", full)
+
+
 @contextlib.contextmanager
 def fetch_model(model: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[str]:
     """A local directory holding `model`: a local path, a hub id, or an ``s3://`` directory.
 
-    A pipeline ``model`` stage (``<root>/model/<key>``) is verified against its manifest first.
+    A pipeline ``model`` stage (``<root>/model/<key>``, or a key prefix) is verified against its manifest first.
     """
+    model = resolve_model_uri(model, storage_options)
     match = _STAGE_URI.match(str(model))
     if match and _exists(f"{model.rstrip('/')}/manifest.json", storage_options):
         store = ArtifactStore(match["root"], storage_options=dict(storage_options or {}))
@@ -62,7 +95,8 @@ def fetch_model(model: str, storage_options: Mapping[str, Any] | None = None) ->
         return
     fs, path = url_to_fs(model, storage_options)
     with tempfile.TemporaryDirectory(prefix="setfit-model-") as tmp:
-        fs.get(f"{path.rstrip('/')}/", tmp, recursive=True)
+        with explained(f"download model {model}", model):
+            fs.get(f"{path.rstrip('/')}/", tmp, recursive=True)
         yield tmp
 
 
@@ -79,9 +113,11 @@ def is_parquet(uri: str) -> bool:
 def open_parquet(uri: str, text_column: str, storage_options: Mapping[str, Any] | None) -> Iterator[pq.ParquetFile]:
     """A Parquet input, its text column checked (not read: callers stream it or read the footer)."""
     fs, path = url_to_fs(uri, storage_options)
-    if not fs.exists(path):
+    with explained(f"read input_data {uri}", uri):
+        found = fs.exists(path)
+    if not found:
         raise FileNotFoundError(f"input_data {uri!r} does not exist")
-    with fs.open(path, "rb") as fileobj:
+    with explained(f"read input_data {uri}", uri), fs.open(path, "rb") as fileobj:
         parquet = pq.ParquetFile(fileobj)
         check_column(parquet.schema_arrow.names, text_column, uri)
         yield parquet
@@ -161,9 +197,12 @@ def write_atomically(fs, path: str, write: Callable[[Any], int]) -> int:
     temp file beside it and renamed over it in one step (`os.replace`: atomic, and it never moves a file
     into a directory); an S3 upload is aborted on failure. `path` must not be a directory."""
     if "file" not in fs.protocol:
-        fileobj = fs.open(path, "wb")
+        uri = f"s3://{path}"
+        with explained(f"write {uri}", uri):
+            fileobj = fs.open(path, "wb")
         try:
-            rows = write(fileobj)
+            with explained(f"write {uri}", uri):
+                rows = write(fileobj)
         except BaseException:
             fileobj.discard()  # aborts the multipart upload
             fileobj.closed = True  # else its finaliser would try to upload what discard() dropped

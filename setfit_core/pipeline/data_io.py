@@ -23,6 +23,7 @@ from typing import Any
 
 import fsspec
 
+from setfit_core.artifacts.s3 import explained, is_explained
 from setfit_core.data import LabeledTexts, load_labeled
 
 SUPPORTED_FORMATS = (
@@ -72,11 +73,19 @@ def _locate(uri: str, name: str, storage_options: Mapping[str, Any] | None) -> t
         raise ValueError(f"{name} must be a path or URI to {SUPPORTED_FORMATS}; got {uri!r}")
     fs, path = url_to_fs(uri, storage_options)
     try:
-        info = fs.info(path)
-    except FileNotFoundError:
+        with explained(f"read {name} {uri}", uri):
+            info = fs.info(path)
+    except FileNotFoundError as exc:
+        if is_explained(exc):  # the bucket, not the file, is missing
+            raise
         raise FileNotFoundError(
             f"{name} {uri!r} does not exist; pass a path or URI to {SUPPORTED_FORMATS}"
         ) from None
+    except PermissionError as exc:
+        if is_explained(exc):
+            raise
+        raise PermissionError(f"{name} {uri!r} cannot be read ({exc.strerror or exc}); make it readable by this user, "
+                              "or copy it somewhere that is") from None
     return fs, path, info
 
 
@@ -89,15 +98,22 @@ def _read(fs: Any, path: str, info: dict, uri: str, name: str, options: Mapping[
         raise ValueError(f"{name} {uri!r} has an unsupported format {shown!r}; use {SUPPORTED_FORMATS}")
     fmt = _SUFFIX_FORMAT[suffix]
     try:
-        with fs.open(path, "rb") as fileobj:
+        with explained(f"read {name} {uri}", uri), fs.open(path, "rb") as fileobj:
             return _READERS[fmt](fileobj)
+    except OSError as exc:
+        if is_explained(exc):
+            raise  # it already says which setting to fix
+        if not isinstance(exc, PermissionError):
+            raise ValueError(f"could not read {name} {uri!r} as {fmt}: {exc}") from exc
+        raise PermissionError(f"{name} {uri!r} cannot be read ({exc.strerror or exc}); make it readable by this user, "
+                              "or copy it somewhere that is") from exc
     except UnicodeDecodeError as exc:
         bad = exc.object[exc.start : exc.start + 4]
         raise ValueError(
             f"{name} {uri!r} is not valid UTF-8 text (bytes {bad!r}: {exc.reason}); re-save it as UTF-8, "
             f"e.g. iconv -f latin1 -t utf-8 in.{suffix.lstrip('.')} > out.{suffix.lstrip('.')}, or write Parquet"
         ) from exc
-    except (ValueError, OSError) as exc:  # pyarrow/pandas/json errors are ValueError/OSError
+    except ValueError as exc:  # pyarrow/pandas/json errors are ValueError/OSError
         raise ValueError(f"could not read {name} {uri!r} as {fmt}: {exc}") from exc
 
 

@@ -108,3 +108,93 @@ def test_server_commands_without_a_server_say_how_to_start_one(command, tmp_path
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "needs a Prefect server: start one with `setfit-pipeline server`" in done.stderr
+
+
+# ---- one-line errors: exit 2, the value and the fix, no traceback unless --verbose -----------------------------
+
+
+def _error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("setfit-pipeline: error: ")]
+
+
+@pytest.fixture
+def single_class(tmp_path) -> str:
+    path = tmp_path / "one-class.parquet"
+    pd.DataFrame({"text": ["a good film", "a great plot", "fine acting"], "label": [1, 1, 1]}).to_parquet(path)
+    return str(path)
+
+
+def test_a_failure_inside_the_flow_is_one_line_and_verbose_adds_the_traceback(single_class, tmp_path):
+    """As a user runs it: its own process and temporary Prefect API (in-process, pytest's capture and Prefect's
+    console handler get in each other's way)."""
+    argv = [sys.executable, "-m", "setfit_pipeline.flows.cli", "train", "--train-data", single_class,
+            "--artifacts-root", str(tmp_path / "a")]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert _error_lines(done.stderr) == ["setfit-pipeline: error: train_data has a single class (1); SetFit needs at "
+                                         "least 2 classes to form negative pairs. Add examples of another class"]
+    assert "Traceback" not in done.stderr + done.stdout
+    assert len(done.stderr.splitlines()) < 12, done.stderr  # the temporary API's start and stop, the run, the line
+    done = subprocess.run([*argv, "--verbose"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "Traceback (most recent call last)" in done.stderr and len(_error_lines(done.stderr)) == 1
+
+
+@pytest.fixture
+def no_aws_credentials(monkeypatch, tmp_path):
+    """No credentials anywhere botocore looks: environment, shared files, the instance metadata service."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.parametrize("where", ["artifacts_root", "train_data"])
+def test_missing_s3_credentials_name_the_variables(where, no_aws_credentials, tiny_splits, tmp_path, capsys):
+    root = "s3://setfit-artifacts/x" if where == "artifacts_root" else str(tmp_path / "a")
+    train = "s3://setfit-artifacts/train.parquet" if where == "train_data" else tiny_splits["train"]
+    assert main(["train", "--train-data", train, "--artifacts-root", root]) == 2
+    captured = capsys.readouterr()
+    (line,) = _error_lines(captured.err)
+    assert line.startswith("setfit-pipeline: error: no AWS credentials to ")
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line and "storage_options" in line
+
+
+def test_an_unreachable_endpoint_names_the_setting(monkeypatch, tiny_splits, capsys):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    assert main(["train", "--train-data", tiny_splits["train"], "--artifacts-root", "s3://bucket/x"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "could not write to s3://bucket/x" in line
+    assert "AWS_ENDPOINT_URL (or storage_options['endpoint_url'])" in line
+
+
+def test_a_missing_bucket_is_named(s3_server, tiny_splits, capsys):
+    assert main(["train", "--train-data", tiny_splits["train"], "--artifacts-root", "s3://no-such-bucket/x"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "bucket 'no-such-bucket' does not exist" in line and "create it or fix the s3:// URI" in line
+
+
+def test_predict_takes_key_prefixes_and_refuses_other_stages(config_file, tmp_path, tiny_splits, capsys):
+    assert main(["train", "--config", str(config_file), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    root = str(tmp_path / "artifacts")
+    model_key, body_key = result["stages"]["model"]["key"], result["stages"]["body"]["key"]
+    out = tmp_path / "p.parquet"
+    assert main(["predict", f"{root}/model/{model_key[:12]}", tiny_splits["test"], str(out)]) == 0
+    assert len(pd.read_parquet(out)) == 6
+    capsys.readouterr()
+    assert main(["predict", f"{root}/body/{body_key}", tiny_splits["test"], str(out)]) == 2
+    assert _error_lines(capsys.readouterr().err) == [
+        f"setfit-pipeline: error: model '{root}/body/{body_key}' is the body stage of a training run, not a model; "
+        f"use {root}/model/<key> (`setfit-pipeline artifacts ls {root} --stage model` lists them)"]
+    assert main(["predict", f"{root}/model/deadbeefdead", tiny_splits["test"], str(out)]) == 2
+    assert "no model stage has a key starting with 'deadbeefdead'" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "no-model"), tiny_splits["test"], str(out)]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "does not exist; pass the model directory a training run printed (model: ...)" in line
+    assert "bundled offline model" not in line

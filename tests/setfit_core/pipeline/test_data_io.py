@@ -151,3 +151,20 @@ def test_a_bad_json_line_is_named_by_its_line_in_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"could not read train_data '.*train.jsonl' as json: line 18 is not valid "
                                          r"JSON: Expecting ',' delimiter at column 33"):
         load_split(str(path), "train_data")
+
+
+def test_an_unreadable_local_file_is_named_with_the_fix(tmp_path):
+    """Tests run as root, whom file modes do not stop: an fsspec filesystem that refuses the read stands in."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from setfit_core.pipeline import data_io
+
+    class Refusing(LocalFileSystem):
+        def _open(self, path, mode="rb", **kwargs):
+            raise PermissionError(13, "Permission denied", path)
+
+    path = write(tmp_path, "parquet")
+    fs = Refusing()
+    with pytest.raises(PermissionError, match=r"train_data '.*train.parquet' cannot be read \(Permission denied\); "
+                                              r"make it readable by this user"):
+        data_io._read(fs, path, fs.info(path), path, "train_data", None)
