@@ -153,6 +153,21 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
     # SUPPRESS: given after the command it sets the flag; not given, the top-level value stands.
     parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="on an error, print the traceback and Prefect's failure logs too")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars (they are drawn only when stderr is a terminal anyway)")
+
+
+@contextlib.contextmanager
+def _flow_run(cli: argparse.Namespace) -> Iterator[None]:
+    """Around a flow run the CLI starts: progress bars on a terminal, one-line errors unless --verbose."""
+    from setfit_pipeline.tasks.common import TERMINAL_BARS
+
+    token = TERMINAL_BARS.set(sys.stderr.isatty() and not getattr(cli, "quiet", False))
+    try:
+        with _QuietRunErrors.around(cli):
+            yield
+    finally:
+        TERMINAL_BARS.reset(token)
 
 
 def _add_scale_flags(parser: argparse.ArgumentParser, what: str) -> None:
@@ -199,7 +214,7 @@ def _train(cli: argparse.Namespace) -> int:
 
     from setfit_core.pipeline.report import metric_rows, stage_rows, text_table
 
-    with _QuietRunErrors.around(cli):
+    with _flow_run(cli):
         result = train_pipeline(**params)
     if cli.json:
         print(json.dumps(result, indent=2))
@@ -239,7 +254,7 @@ def _predict(cli: argparse.Namespace) -> int:
     model = resolve_model_uri(cli.model)  # a body stage, a missing path, an unknown key prefix: fail now
     prefect_ops.apply_run_defaults()
     scale = _scale_out(vars(cli))
-    with _QuietRunErrors.around(cli):
+    with _flow_run(cli):
         result = predict_flow(model, cli.input, cli.output, text_column=cli.text_column, batch_size=cli.batch_size,
                               **scale)
     print(f"predicted {result['rows']} rows in {result['seconds']:.2f} s -> {result['output_data']}")

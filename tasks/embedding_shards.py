@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from setfit_pipeline.tasks.common import ProgressArtifact, finish_stage, pipeline_run, run_logger
+from setfit_pipeline.tasks.common import StageProgress, finish_stage, pipeline_run, run_logger
 from setfit_pipeline.tasks.dask_runner import current_dask_workers
 
 from setfit_core.pipeline.embedding_shards import (
@@ -74,7 +74,7 @@ def assemble_embeddings_task(
     run = pipeline_run(job, plan)
     spec = run.plan["embeddings"]
     check_parents(spec, {"body": body["key"]})
-    progress = ProgressArtifact("embeddings", spec.key)
+    progress = StageProgress("embeddings", spec.key, "text")
     ordered = [p["part"] for p in sorted(parts, key=lambda p: p["index"])]
     result = assemble_embeddings(run.store, spec, run.data, ordered, progress, storage_options=job["storage_options"])
     progress.finish(result.status)

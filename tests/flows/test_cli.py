@@ -198,3 +198,36 @@ def test_predict_takes_key_prefixes_and_refuses_other_stages(config_file, tmp_pa
     (line,) = _error_lines(capsys.readouterr().err)
     assert "does not exist; pass the model directory a training run printed (model: ...)" in line
     assert "bundled offline model" not in line
+
+
+@pytest.mark.slow
+def test_on_a_terminal_train_draws_progress_bars_and_quiet_turns_them_off(config_file, tmp_path):
+    import pty
+
+    def run(*extra: str) -> str:
+        """The CLI with stderr on a pseudo-terminal, as in an interactive shell; returns what it drew there."""
+        primary, secondary = pty.openpty()
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "160"}
+        env.pop("PREFECT_API_URL", None)
+        process = subprocess.Popen([sys.executable, "-m", "setfit_pipeline.flows.cli", "train", "--config",
+                                    str(config_file), "--artifacts-root", str(tmp_path / f"a{len(extra)}"), *extra],
+                                   stdout=subprocess.DEVNULL, stderr=secondary, env=env)
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=300) == 0
+        os.close(primary)
+        return b"".join(chunks).decode(errors="replace")
+
+    drawn = run()
+    assert "body " in drawn and any(rate in drawn for rate in ("step/s", "s/step")), drawn[-2000:]
+    assert "embeddings " in drawn and any(rate in drawn for rate in ("text/s", "s/text")), drawn[-2000:]
+    quiet = run("--quiet")
+    assert not any(rate in quiet for rate in ("step/s", "s/step", "text/s", "s/text")), quiet[-2000:]
