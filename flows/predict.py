@@ -10,13 +10,14 @@ from typing import Any
 
 from prefect import flow, unmapped
 from prefect.futures import wait
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from setfit_pipeline.tasks.batch_predict import predict_task
 from setfit_pipeline.tasks.batch_predict_shards import (
     merge_predictions_task,
     predict_shard_layout_task,
     predict_shard_task,
 )
+from setfit_pipeline.tasks.common import failure_artifact
 from setfit_pipeline.tasks.dask_runner import ScaleOut, TaskRunnerName
 from setfit_pipeline.tasks.shards import remove_parts_task
 
@@ -25,6 +26,9 @@ from setfit_core.pipeline.batch_predict import resolve_model_uri
 
 
 def _flow_run_name() -> str:
+    """``predict-<input>``; a run of a deployment keeps the name `prefect deployment run` printed."""
+    if deployment.id:
+        return flow_run.name
     return f"predict-{dataset_label(flow_run.parameters['input_data'])}"
 
 
@@ -51,11 +55,15 @@ def predict_flow(
     (default: one per core) or the scheduler at `dask_address`; `shards` defaults to one per worker.
     """
     scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()  # before any work
-    model = resolve_model_uri(model, storage_options)  # <root>/model/<key prefix>; refuses other stages
-    if not scale.sharded:
-        return predict_task(model, input_data, output_data, text_column, batch_size, storage_options)
-    return sharded_predict.with_options(task_runner=scale.task_runner_instance())(
-        model, input_data, output_data, text_column, batch_size, storage_options, scale.shards)
+    try:
+        model = resolve_model_uri(model, storage_options)  # <root>/model/<key prefix>; refuses other stages
+        if not scale.sharded:
+            return predict_task(model, input_data, output_data, text_column, batch_size, storage_options)
+        return sharded_predict.with_options(task_runner=scale.task_runner_instance())(
+            model, input_data, output_data, text_column, batch_size, storage_options, scale.shards)
+    except Exception as exc:
+        failure_artifact(dataset_label(input_data), "predict", exc)
+        raise
 
 
 @flow(name="setfit-predict-sharded", flow_run_name=_flow_run_name, persist_result=False)

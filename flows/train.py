@@ -23,8 +23,9 @@ from typing import Any, Literal
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import wait
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from setfit_pipeline.tasks.body import body_task
+from setfit_pipeline.tasks.common import artifact_key, failure_artifact
 from setfit_pipeline.tasks.dask_runner import ScaleOut, TaskRunnerName
 from setfit_pipeline.tasks.embedding_shards import (
     assemble_embeddings_task,
@@ -47,7 +48,10 @@ Metric = Literal["accuracy", "f1", "precision", "recall", "matthews_correlation"
 
 
 def _flow_run_name() -> str:
-    """``train-<dataset>-<8 hex of the parameters>``: runs of one dataset group, settings tell apart."""
+    """``train-<dataset>-<8 hex of the parameters>``: runs of one dataset group, settings tell apart. A run of
+    a deployment keeps the name it was created with: the one `prefect deployment run` printed."""
+    if deployment.id:
+        return flow_run.name
     params = flow_run.parameters
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
     return f"train-{dataset_label(params['train_data'])}-{digest[:8]}"
@@ -85,13 +89,22 @@ def train_pipeline(
     (e.g. ``"tcp://10.0.0.5:8786"``). `shards` defaults to the number of workers. Workers on other
     machines share files only through `artifacts_root`, so use an ``s3://`` root there.
     """
-    scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()
-    job = PipelineJob.from_dict({
-        "train_data": train_data, "artifacts_root": artifacts_root, "model": model, "args": args,
-        "head_params": head_params, "eval_data": eval_data, "test_data": test_data,
-        "column_mapping": column_mapping, "use_differentiable_head": use_differentiable_head, "metric": metric,
-        "metric_kwargs": metric_kwargs, "storage_options": storage_options,
-    }).validate().to_dict()  # argument errors surface here, before any task
+    try:
+        scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()
+        job = PipelineJob.from_dict({
+            "train_data": train_data, "artifacts_root": artifacts_root, "model": model, "args": args,
+            "head_params": head_params, "eval_data": eval_data, "test_data": test_data,
+            "column_mapping": column_mapping, "use_differentiable_head": use_differentiable_head, "metric": metric,
+            "metric_kwargs": metric_kwargs, "storage_options": storage_options,
+        }).validate().to_dict()  # argument errors surface here, before any task
+        return _stages(job, scale)
+    except Exception as exc:
+        # `stage` is set by PipelineRun.run_stage; the plan task reads and validates the data.
+        failure_artifact(dataset_label(train_data), getattr(exc, "stage", "plan"), exc)
+        raise
+
+
+def _stages(job: dict[str, Any], scale: ScaleOut) -> dict[str, Any]:
     plan = plan_task(job)
     stages = {"pairs": pairs_task(job, plan)}
     stages["body"] = body_task(job, plan, stages["pairs"])
@@ -132,10 +145,10 @@ def _report(dataset: str, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """UI artifacts rendered from the stage results, and the flow's return value."""
     metrics = stages["evaluation"]["metrics"] if "evaluation" in stages else {}
     model_uri = stages["model"]["uri"]
-    create_markdown_artifact(summary_markdown(dataset, stages, model_uri), key=f"setfit-{dataset}-summary",
+    create_markdown_artifact(summary_markdown(dataset, stages, model_uri), key=artifact_key("summary", dataset),
                              description="Stages of this run: computed or reused, seconds, key, URI")
     if metrics:
-        create_table_artifact(metric_rows(metrics), key=f"setfit-{dataset}-metrics",
+        create_table_artifact(metric_rows(metrics), key=artifact_key("metrics", dataset),
                               description="Accuracy, macro-F1 and per-class precision / recall / F1 per split")
     public = ("key", "status", "seconds", "uri")
     return {

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
-from setfit_pipeline.tasks.common import in_run, run_logger
+from setfit_pipeline.tasks.common import in_run, location_artifact, run_logger
 
 from setfit_core.pipeline import predict_to_parquet
 
@@ -23,8 +22,9 @@ def predict_task(
 ) -> dict[str, Any]:
     result = predict_to_parquet(model, input_data, output_data, text_column=text_column, batch_size=batch_size,
                                 storage_options=storage_options)
-    run_logger().info("predicted %d rows in %.2f s -> %s", result["rows"], result["seconds"], output_data)
+    output = result["output_data"]  # a directory given as output_data holds predictions.parquet
+    run_logger().info("predicted %d rows in %.2f s -> %s", result["rows"], result["seconds"], output)
     if in_run():
-        create_link_artifact(link=output_data if "://" in output_data else f"file://{output_data}",
-                             link_text=f"predictions ({result['rows']} rows)", description=f"model {model}")
+        location_artifact(output, f"predictions ({result['rows']} rows)", None, storage_options, directory=False,
+                          description=f"model {model}")
     return result

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import quote
 
 from prefect import get_run_logger
-from prefect.artifacts import create_link_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 
@@ -103,16 +111,64 @@ class StageProgress:
             update_progress_artifact(self.id, 100.0, description=f"{self.label}: {status}")
 
 
-def finish_stage(result: StageResult, dataset: str) -> dict[str, Any]:
-    """Log the outcome, link the stage's files in the UI, and return the plain result dict."""
+def finish_stage(result: StageResult, dataset: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Log the outcome, show where the stage's files are in the UI, and return the plain result dict."""
     run_logger().info("%s %s: %s in %.2f s at %s", result.stage, result.key[:12], result.status, result.seconds,
                       result.uri)
-    if not in_run():
-        return result.to_dict()
-    create_link_artifact(
-        link=result.uri if "://" in result.uri else f"file://{result.uri}",
-        link_text=f"{result.stage} {result.key[:12]} ({result.status})",
-        key=f"setfit-{dataset}-{result.stage}",
-        description=f"Stage directory of {result.stage} for {dataset}; manifest.json lists its files and sha256.",
-    )
+    if in_run():
+        location_artifact(result.uri, f"{result.stage} {result.key[:12]} ({result.status})",
+                          artifact_key(result.stage, dataset), storage_options, directory=True,
+                          description=f"Stage directory of {result.stage} for {dataset}; manifest.json lists its "
+                                      "files and sha256.")
     return result.to_dict()
+
+
+def failure_artifact(dataset: str, stage: str, error: BaseException) -> None:
+    """A short markdown artifact for a failed run: the stage it failed in and the one-line error, as the CLI
+    prints it (the traceback is in the run's logs)."""
+    line = " ".join(str(error).split()) or type(error).__name__
+    create_markdown_artifact(
+        f"### Failed in stage `{stage}`\n\n`setfit-pipeline: error: {line}`\n\n({type(error).__name__}; the run's "
+        "logs hold the traceback.)",
+        key=artifact_key("failure", dataset), description=f"Why this run of {dataset} failed, in one line",
+    )
+
+
+def run_label() -> str:
+    """The deployment a run belongs to, or "adhoc" for a run started by hand (the CLI, Python)."""
+    from prefect.runtime import deployment
+
+    return deployment.name or "adhoc"
+
+
+def artifact_key(kind: str, dataset: str) -> str:
+    """`setfit-<deployment or adhoc>-<dataset>-<kind>`: the nightly deployment's latest metrics are never a
+    head-only experiment's. Prefect keys take lowercase letters, digits and dashes."""
+    key = f"setfit-{run_label()}-{dataset}-{kind}".lower()
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", key)).strip("-")
+
+
+def location_artifact(uri: str, text: str, key: str | None, storage_options: dict[str, Any] | None,
+                      directory: bool, description: str) -> None:
+    """A UI artifact saying where `uri` is: a link a browser opens (the AWS S3 console for an S3 URI on AWS),
+    else the path as text (a file:// link to a worker's disk opens nothing; other S3 servers have other
+    consoles, and a presigned URL would put the access key id in the UI)."""
+    link = s3_console_url(uri, storage_options, directory)
+    if link is not None:
+        create_link_artifact(link=link, link_text=text, key=key, description=description)
+    else:
+        create_markdown_artifact(f"**{text}**: `{uri}`", key=key, description=description)
+
+
+def s3_console_url(uri: str, storage_options: dict[str, Any] | None, directory: bool) -> str | None:
+    """The AWS S3 console page of an s3:// URI (a prefix or an object), or None where that does not apply: not
+    S3, or an S3 server other than AWS (AWS_ENDPOINT_URL or an endpoint_url in `storage_options`)."""
+    options = storage_options or {}
+    custom = (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or options.get("endpoint_url")
+              or (options.get("client_kwargs") or {}).get("endpoint_url"))
+    if not uri.startswith("s3://") or custom:
+        return None
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    if directory:
+        return f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={quote(prefix.rstrip('/') + '/')}"
+    return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={quote(prefix)}"

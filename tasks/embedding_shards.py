@@ -32,7 +32,7 @@ def find_embeddings_task(job: dict[str, Any], plan: dict[str, Any], body: dict[s
     spec = run.plan["embeddings"]
     check_parents(spec, {"body": body["key"]})
     result = find_embeddings(run.store, spec)
-    return None if result is None else finish_stage(result, plan["dataset"])
+    return None if result is None else finish_stage(result, plan["dataset"], job["storage_options"])
 
 
 @task(name="embeddings-shards", task_run_name=f"embeddings shards {_NAME}", cache_policy=NO_CACHE,
@@ -78,4 +78,4 @@ def assemble_embeddings_task(
     ordered = [p["part"] for p in sorted(parts, key=lambda p: p["index"])]
     result = assemble_embeddings(run.store, spec, run.data, ordered, progress, storage_options=job["storage_options"])
     progress.finish(result.status)
-    return finish_stage(result, plan["dataset"])
+    return finish_stage(result, plan["dataset"], job["storage_options"])

@@ -15,4 +15,4 @@ def embeddings_task(job: dict[str, Any], plan: dict[str, Any], body: dict[str, A
     progress = StageProgress("embeddings", plan["keys"]["embeddings"], "text")
     result = pipeline_run(job, plan).run_stage("embeddings", progress, parents={"body": body["key"]})
     progress.finish(result.status)
-    return finish_stage(result, plan["dataset"])
+    return finish_stage(result, plan["dataset"], job["storage_options"])

@@ -16,4 +16,4 @@ def evaluation_task(
 ) -> dict[str, Any]:
     run = pipeline_run(job, plan)
     result = run.run_stage("evaluation", parents=parent_keys(run, "evaluation", head, embeddings))
-    return finish_stage(result, plan["dataset"])
+    return finish_stage(result, plan["dataset"], job["storage_options"])

@@ -14,4 +14,4 @@ from setfit_pipeline.tasks.common import finish_stage, parent_keys, pipeline_run
 def export_task(job: dict[str, Any], plan: dict[str, Any], head: dict[str, Any], body: dict[str, Any]) -> dict:
     run = pipeline_run(job, plan)
     result = run.run_stage("model", parents=parent_keys(run, "model", head, body))
-    return finish_stage(result, plan["dataset"])
+    return finish_stage(result, plan["dataset"], job["storage_options"])

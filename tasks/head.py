@@ -15,4 +15,4 @@ def head_task(job: dict[str, Any], plan: dict[str, Any], embeddings: dict[str, A
     """Reads the embeddings, or (end_to_end) the body: the head's key names which."""
     run = pipeline_run(job, plan)
     result = run.run_stage("head", parents=parent_keys(run, "head", embeddings, body))
-    return finish_stage(result, plan["dataset"])
+    return finish_stage(result, plan["dataset"], job["storage_options"])

@@ -13,4 +13,4 @@ from setfit_pipeline.tasks.common import finish_stage, pipeline_run
 @task(name="pairs", task_run_name="pairs [{plan[dataset]}] {plan[keys][pairs]:.12}", cache_policy=NO_CACHE,
       persist_result=False)
 def pairs_task(job: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
-    return finish_stage(pipeline_run(job, plan).run_stage("pairs"), plan["dataset"])
+    return finish_stage(pipeline_run(job, plan).run_stage("pairs"), plan["dataset"], job["storage_options"])

@@ -82,9 +82,17 @@ class PipelineRun:
     def run_stage(
         self, stage: str, progress: ProgressFn | None = None, parents: Mapping[str, str] | None = None
     ) -> StageResult:
-        """Reuse or compute one stage; its parents must already be done (run stages in plan order)."""
+        """Reuse or compute one stage; its parents must already be done (run stages in plan order). An error
+        raised by the stage carries its name as `error.stage`, for reports that say where a run failed."""
         if stage not in self.plan:
             raise ValueError(f"stage {stage!r} is not part of this run; its stages are {list(self.plan)}")
+        try:
+            return self._run_stage(stage, progress, parents)
+        except Exception as exc:
+            exc.stage = stage  # type: ignore[attr-defined]
+            raise
+
+    def _run_stage(self, stage: str, progress: ProgressFn | None, parents: Mapping[str, str] | None) -> StageResult:
         spec = self.plan[stage]
         check_parents(spec, dict(parents or {}))
         store, data, device = self.store, self.data, self.device

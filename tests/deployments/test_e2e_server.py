@@ -72,11 +72,17 @@ def _run(env: dict[str, str], deployment: str, parameters: dict) -> tuple:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
-        run = run_deployment(deployment, parameters=parameters, timeout=RUN_TIMEOUT_S, poll_interval=1)
+        created = run_deployment(deployment, parameters=parameters, timeout=0)  # as `prefect deployment run`
         with get_client(sync_client=True) as client:
-            run = client.read_flow_run(run.id)
+            deadline = time.monotonic() + RUN_TIMEOUT_S
+            while not (run := client.read_flow_run(created.id)).state.is_final() and time.monotonic() < deadline:
+                time.sleep(1)
             artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-    # Keys are setfit-<dataset>-<kind>; index them by kind.
+    # The run keeps the name it was created with (the one `prefect deployment run` prints).
+    assert run.name == created.name, (created.name, run.name)
+    # Keys are setfit-<deployment>-<dataset>-<kind>; index them by kind.
+    name = deployment.split("/", 1)[1]
+    assert all(a.key.startswith(f"setfit-{name}-") for a in artifacts if a.key), [a.key for a in artifacts]
     return run, {a.key.rsplit("-", 1)[-1]: a for a in artifacts if a.key}
 
 

@@ -126,10 +126,33 @@ def test_ui_names_and_artifacts(train, tiny_splits):
     names = {run.name for run in task_runs}
     assert f"plan [{dataset}]" in names and f"body [{dataset}] {keys['body'][:12]}" in names
     by_key = {a.key: a for a in artifacts if a.key}
-    assert by_key[f"setfit-{dataset}-metrics"].type == "table"
-    summary = by_key[f"setfit-{dataset}-summary"].data
+    # Keys name the deployment ("adhoc": a run started by hand), so a head-only deployment never shows as the
+    # nightly one's latest.
+    assert by_key[f"setfit-adhoc-{dataset}-metrics"].type == "table"
+    summary = by_key[f"setfit-adhoc-{dataset}-summary"].data
     assert all(key[:12] in summary for key in keys.values()) and "| computed |" in summary
-    for stage, r in result["stages"].items():  # link artifacts (Prefect stores them as markdown links)
-        assert r["uri"] in by_key[f"setfit-{dataset}-{stage}"].data
+    for stage, r in result["stages"].items():  # a local root: the path as text, no file:// link
+        location = by_key[f"setfit-adhoc-{dataset}-{stage}"]
+        assert location.type == "markdown" and f"`{r['uri']}`" in location.data
+    assert not [a for a in artifacts if "file://" in str(a.data)]
     progress = [a for a in artifacts if a.type == "progress"]
     assert len(progress) == 2 and all(float(p.data) == 100.0 for p in progress)  # body and embeddings
+
+
+def test_a_failed_run_says_where_and_why_in_one_line(tiny_model_dir, tmp_path, tiny_splits):
+    """The flow run's state message and a failure artifact carry the CLI's one line, and the stage it failed in."""
+    bad = tmp_path / "bad-eval.parquet"
+    pd.DataFrame({"text": ["good", "bad"], "label": ["positive", "unheard-of"]}).to_parquet(bad)
+    state = train_pipeline(train_data=tiny_splits["train"], eval_data=str(bad), artifacts_root=str(tmp_path / "a"),
+                           model=tiny_model_dir, args=ARGS, return_state=True)
+    assert state.is_failed()
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    (failure,) = [a for a in artifacts if a.key and a.key.endswith("-failure")]
+    assert failure.key == f"setfit-adhoc-{dataset_label(tiny_splits['train'])}-failure"
+    assert "Failed in stage `plan`" in failure.data and "setfit-pipeline: error: " in failure.data
+    line = failure.data.split("`setfit-pipeline: error: ", 1)[1].split("`", 1)[0]
+    assert line in run.state.message and "never seen in training" in line
