@@ -159,12 +159,13 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def _flow_run(cli: argparse.Namespace) -> Iterator[None]:
-    """Around a flow run the CLI starts: progress bars on a terminal, one-line errors unless --verbose."""
+    """Around a flow run the CLI starts: the configured Prefect API, or a temporary one that dies with this process;
+    progress bars on a terminal; one-line errors unless --verbose."""
     from setfit_pipeline.tasks.common import TERMINAL_BARS
 
     token = TERMINAL_BARS.set(sys.stderr.isatty() and not getattr(cli, "quiet", False))
     try:
-        with _QuietRunErrors.around(cli):
+        with prefect_ops.temporary_api(), _QuietRunErrors.around(cli):
             yield
     finally:
         TERMINAL_BARS.reset(token)

@@ -30,6 +30,7 @@ def main() -> None:
     for name, value in PREFECT_ENV.items():
         os.environ.setdefault(name, value)
     # Imported after the environment is set: Prefect reads its settings at import.
+    from setfit_pipeline.flows import prefect_ops
     from setfit_pipeline.flows.train import train_pipeline
 
     from setfit_core import SetFitModel
@@ -38,8 +39,9 @@ def main() -> None:
 
     paths = write_demo_data(ARTIFACTS / "demo-data")
     started = time.perf_counter()
-    result = train_pipeline(train_data=str(paths["train"]), eval_data=str(paths["test"]),
-                            artifacts_root=str(ARTIFACTS), args=DEMO_ARGS)
+    with prefect_ops.temporary_api():  # a temporary API that goes with this process, however it ends
+        result = train_pipeline(train_data=str(paths["train"]), eval_data=str(paths["test"]),
+                                artifacts_root=str(ARTIFACTS), args=DEMO_ARGS)
     seconds = time.perf_counter() - started
     print(f"\nsetfit-train on the demo data: {seconds:.1f} s (Prefect start-up included)\n")
     print(text_table(stage_rows(result["stages"])))

@@ -7,6 +7,8 @@ Prefect's own CLI or API; nothing re-implements it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -110,6 +112,66 @@ def local_server(home: Path, host: str = "127.0.0.1", port: int | None = None,
         yield env
     finally:
         stop(process)
+
+
+@contextmanager
+def temporary_api(timeout_s: float = 120) -> Iterator[str | None]:
+    """A Prefect API for flows this process runs: the configured server if there is one (yields None), else a
+    temporary one on a free loopback port, as Prefect's own ephemeral mode starts it but as a child that dies
+    with this process (Linux): a CLI killed with SIGKILL leaves no API server behind. Yields its URL."""
+    if configured_api_url():
+        yield None
+        return
+    import prefect
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    port = free_port()
+    url = api_url("127.0.0.1", port)
+    # What Prefect's SubprocessASGIServer runs: the API without the UI, on this process's settings.
+    env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True),
+           "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+               "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "error", "--lifespan", "on"]
+    process = subprocess.Popen(command, env=env, preexec_fn=_dies_with(os.getpid()))  # noqa: PLW1509
+    try:
+        wait_healthy(url, timeout_s, process)
+        with temporary_settings({PREFECT_API_URL: url}):
+            try:
+                yield url
+            finally:
+                _send_pending()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _send_pending(timeout_s: float = 5) -> None:
+    """Send the logs and events Prefect still queues for the API, while the temporary one still answers."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout_s)
+
+
+def _dies_with(parent: int):
+    """A preexec_fn: the child gets SIGTERM when `parent` dies, however it dies (Linux's PR_SET_PDEATHSIG;
+    elsewhere nothing). Runs in the child between fork and exec."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True) if sys.platform == "linux" \
+        else None
+
+    def set_parent_death_signal() -> None:
+        if libc is not None:
+            libc.prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before prctl: no signal will come
+                os._exit(1)
+
+    return set_parent_death_signal
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -231,3 +234,55 @@ def test_on_a_terminal_train_draws_progress_bars_and_quiet_turns_them_off(config
     assert "embeddings " in drawn and any(rate in drawn for rate in ("text/s", "s/text")), drawn[-2000:]
     quiet = run("--quiet")
     assert not any(rate in quiet for rate in ("step/s", "s/step", "text/s", "s/text")), quiet[-2000:]
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append((int(stat.parent.name), cmdline))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_cli_leaves_no_api_server_behind(tiny_model_dir, tiny_splits, tmp_path):
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    args = json.dumps({"num_iterations": 400, "seed": 0})  # a body long enough to be killed in
+    cli = subprocess.Popen([sys.executable, "-m", "setfit_pipeline.flows.cli", "train", "--train-data",
+                            tiny_splits["train"], "--artifacts-root", str(tmp_path / "a"), "--model", tiny_model_dir,
+                            "--args", args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        servers: list[tuple[int, str]] = []
+        while time.monotonic() < deadline and not servers:
+            servers = [c for c in _children(cli.pid) if "uvicorn" in c[1]]
+            time.sleep(0.5)
+        assert servers, "the CLI started no temporary API server"
+        while time.monotonic() < deadline and not (tmp_path / "a" / "pairs").exists():
+            time.sleep(0.5)  # until the run is under way
+        cli.send_signal(signal.SIGKILL)  # no atexit, no finally: only the kernel can clean up
+        cli.wait(timeout=30)
+        server = servers[0][0]
+        deadline = time.monotonic() + 20
+        while _alive(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(server), f"API server {server} outlived the killed CLI"
+    finally:
+        if cli.poll() is None:
+            cli.kill()
