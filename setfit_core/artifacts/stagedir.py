@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+# <stage>/.checkpoints-<key>/: a computation's intermediate state, kept until its stage is published.
+CHECKPOINTS_PREFIX = ".checkpoints-"
 _PUBLISH_ATTEMPTS = 5
 LOCAL_FS = fsspec.filesystem("file")
 
@@ -146,15 +148,15 @@ def newest_mtime(path: Path) -> float:
 
 
 def remove_stale_temp(base: Path, older_than_s: float) -> list[Path]:
-    """Remove ``<base>/<stage>/.tmp-*``, ``.trash-*`` and ``.lease-*`` (`leases.py`) dirs older than
-    ``older_than_s``."""
+    """Remove ``<base>/<stage>/.tmp-*``, ``.trash-*``, ``.lease-*`` (`leases.py`) and ``.checkpoints-*`` (an
+    interrupted run's) dirs older than ``older_than_s``."""
     cutoff = time.time() - older_than_s
     removed = []
     for stage_dir in base.glob("*") if base.is_dir() else []:
         if not STAGE_NAME_PATTERN.fullmatch(stage_dir.name) or not stage_dir.is_dir():
             continue
         for entry in stage_dir.iterdir():
-            is_leftover = entry.name.startswith((TMP_PREFIX, TRASH_PREFIX, LEASE_DIR_PREFIX))
+            is_leftover = entry.name.startswith((TMP_PREFIX, TRASH_PREFIX, LEASE_DIR_PREFIX, CHECKPOINTS_PREFIX))
             if is_leftover and newest_mtime(entry) < cutoff:
                 remove_tree(entry)
                 removed.append(entry)

@@ -148,6 +148,13 @@ class ArtifactStore:
 
     # -- writing ------------------------------------------------------------------
 
+    def checkpoint_dir(self, stage: str, key: str) -> Path:
+        """A local directory for a stage computation's checkpoints, the same for every run of that key, so a
+        rerun after an interruption can resume: beside the stage under a local root, in the local cache for
+        S3 (checkpoints are not uploaded: a rerun on another machine starts over)."""
+        base = Path(self._base) if self.is_local else self._cache_root
+        return base / validate_stage_name(stage) / f"{stagedir.CHECKPOINTS_PREFIX}{validate_key(key)}"
+
     def claim(self, stage: str, key: str) -> tuple[Lease | None, Manifest | None]:
         """The right to compute a stage that is not there yet, shared with concurrent runs (`leases.py`).
 

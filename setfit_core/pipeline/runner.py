@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from setfit_core.artifacts import ArtifactStore
-from setfit_core.pipeline.body_stage import run_body
+from setfit_core.pipeline.body_stage import Checkpointing, run_body
 from setfit_core.pipeline.data_io import dataset_label
 from setfit_core.pipeline.embeddings_stage import run_embeddings
 from setfit_core.pipeline.evaluation_stage import run_evaluation
@@ -99,7 +99,7 @@ class PipelineRun:
         if stage == "pairs":
             return run_pairs(store, spec, data, progress)
         if stage == "body":
-            return run_body(store, spec, self.job.model, data, progress, device)
+            return run_body(store, spec, self.job.model, data, progress, device, self._body_checkpoints(spec.key))
         if stage == "embeddings":
             return run_embeddings(store, spec, data, progress, device=device)
         if stage == "head":
@@ -107,6 +107,14 @@ class PipelineRun:
         if stage == "evaluation":
             return run_evaluation(store, spec, data, device)
         return run_export(store, spec)
+
+    def _body_checkpoints(self, key: str) -> Checkpointing | None:
+        """The job's `save_strategy` (setfit's default: every 500 steps), into the store's checkpoint directory
+        of this body key, so that a rerun after an interruption resumes; "no" saves none."""
+        args = self.job.training_args
+        if args.save_strategy == "no":
+            return None
+        return Checkpointing(self.store.checkpoint_dir("body", key), args.save_strategy, args.save_steps)
 
     def run_all(self, progress: ProgressFn | None = None) -> dict[str, StageResult]:
         """Every stage in order; `progress` gets the long stages' updates."""

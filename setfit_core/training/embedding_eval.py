@@ -1,12 +1,10 @@
 """What phase 1 does besides training: the eval embedding loss (`eval_strategy`), keeping the best body
-(`load_best_model_at_end`), logging (`logging_strategy`) and body checkpoints (`save_strategy`), each on
-transformers' schedule ("no", "steps" every N steps, "epoch")."""
+(`load_best_model_at_end`), logging (`logging_strategy`) and when checkpoints are due (`save_strategy`;
+`checkpoints.py` writes them), each on transformers' schedule ("no", "steps" every N steps, "epoch")."""
 
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,16 +49,9 @@ def log_step(args: TrainingArguments, step: int, total: int, loss: float, lr: fl
         logger.info("step %d/%d: embedding_loss=%.4f lr=%.2e", step, total, loss, lr)
 
 
-def maybe_save(body, args: TrainingArguments, step: int, total: int) -> None:
-    """Save `checkpoint-<step>` under `output_dir` when `save_strategy` says so; keep `save_total_limit`."""
-    if not is_due(args.save_strategy, args.save_steps, step, total, _steps_per_epoch(args, total)):
-        return
-    root = Path(args.output_dir)
-    body.save(str(root / f"checkpoint-{step}"))
-    if args.save_total_limit:
-        checkpoints = sorted(root.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        for old in checkpoints[: -args.save_total_limit]:
-            shutil.rmtree(old, ignore_errors=True)
+def save_due(args: TrainingArguments, step: int, total: int) -> bool:
+    """Whether `save_strategy` asks for a checkpoint after `step`."""
+    return is_due(args.save_strategy, args.save_steps, step, total, _steps_per_epoch(args, total))
 
 
 class EmbeddingEvaluator:

@@ -8,11 +8,13 @@ business (`setfit_core.engine`); this module reads as the algorithm.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +25,8 @@ from setfit_core.losses import build_loss
 from setfit_core.seeding import set_seed
 from setfit_core.tokenization import max_length_of
 from setfit_core.training.batches import BatchStream, batch_stream
-from setfit_core.training.embedding_eval import EmbeddingEvaluator, is_logged, log_step, maybe_save, needs_whole_body
+from setfit_core.training.checkpoints import Resume, load_checkpoint, restore, save_checkpoint
+from setfit_core.training.embedding_eval import EmbeddingEvaluator, is_logged, log_step, needs_whole_body, save_due
 from setfit_core.training.sampling import PairSet
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ class BodyTrainingResult:
     num_pairs: int
     log: list[dict] = field(default_factory=list)
     engine: EngineReport | None = None  # which speed-ups ran, and what they did
+    resumed_from_step: int = 0  # the checkpoint's step when the run resumed from one
 
 
 def train_body(
@@ -52,13 +56,17 @@ def train_body(
     progress: ProgressFn | None = None,
     pairs: PairSet | None = None,
     engine: EngineOptions | None = None,
+    resume_from_checkpoint: str | Path | None = None,
 ) -> BodyTrainingResult:
     """Fine-tune `body` in place on pairs (or label groups) built from `texts` and class ids.
 
     `pairs` (indices into `texts`) replaces the pairs `sample_pairs` would draw, e.g. when an earlier
     pipeline stage generated and stored them. `engine` chooses the speed-ups (default: all that apply).
+    `resume_from_checkpoint`: a `checkpoint-<step>` directory of an earlier run with the same arguments and
+    data (see `checkpoints.py`); training goes on from its step.
     """
     set_seed(args.seed)
+    resume = load_checkpoint(resume_from_checkpoint, body) if resume_from_checkpoint else None
     loss_fn = build_loss(args.loss, args.margin, args.distance_metric, args.loss_params).to(body.device)
     stream = batch_stream(np.asarray(label_ids), args, loss_fn.kind, args.max_steps, pairs)
     cache = TokenCache(body, texts, max_length_of(body, args.max_length))
@@ -68,20 +76,25 @@ def train_body(
     body.train()
     started = time.perf_counter()
     with start_engine(body, cache, loss_fn, args, engine or EngineOptions()) as running:
-        steps, loss_sum, log = _run_steps(running, stream, np.asarray(label_ids), args, evaluator, progress)
+        steps, loss_sum, log = _run_steps(running, stream, np.asarray(label_ids), args, evaluator, progress, resume)
     body.eval()
     evaluator.restore_best()
     return BodyTrainingResult(steps, time.perf_counter() - started, loss_sum / max(1, steps), stream.num_pairs, log,
-                              running.report)
+                              running.report, resume.step if resume else 0)
 
 
 def _run_steps(engine: Engine, stream: BatchStream, label_ids: np.ndarray, args: TrainingArguments,
-               evaluator: EmbeddingEvaluator, progress: ProgressFn | None) -> tuple[int, float, list[dict]]:
+               evaluator: EmbeddingEvaluator, progress: ProgressFn | None,
+               resume: Resume | None = None) -> tuple[int, float, list[dict]]:
     """The optimisation loop; returns (steps run, summed loss, log rows)."""
     body, total = engine.body, stream.total_steps
     lr_at = linear_schedule(args.body_embedding_learning_rate, math.ceil(total * args.warmup_proportion), total)
     steps = prepare_steps(stream.batches, stream.kind, label_ids, body.device, engine.options.deduplicate_texts)
     log, step, loss_sum = [], 0, torch.zeros((), device=body.device)
+    if resume is not None:  # the batches already trained are drawn and skipped: the stream follows the seed
+        steps = itertools.islice(steps, resume.step, None)
+        log, step, loss_sum = list(resume.log), resume.step, torch.tensor(resume.loss_sum, device=body.device)
+        restore(resume, engine.optimizer)
     bar = _progress_bar(total, args.show_progress_bar)
     for prepared in steps:
         if step == total:
@@ -98,7 +111,9 @@ def _run_steps(engine: Engine, stream: BatchStream, label_ids: np.ndarray, args:
         if needs_whole_body(args, step, total):
             with engine.whole_body():
                 evaluator.maybe_evaluate(step, total, log)
-                maybe_save(body, args, step, total)
+                if save_due(args, step, total):
+                    save_checkpoint(Path(args.output_dir), body, engine.optimizer, step, float(loss_sum), log,
+                                    args.save_total_limit)
         if bar is not None:
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{value:.4f}")

@@ -21,11 +21,12 @@ from setfit_core.pipeline import PipelineJob, PipelineRun
 HANG_MESSAGES = {"body": "body training", "embeddings": "embedding"}
 
 
-def hang_at(stage: str, marker: Path):
-    """A progress callback that announces the stage through ``marker``, then waits to be killed."""
+def hang_at(stage: str, marker: Path, step: int = 0):
+    """A progress callback that announces the stage (at its `step`-th update or later) through ``marker``,
+    then waits to be killed."""
 
     def progress(done: int, total: int, message: str) -> None:
-        if message.startswith(HANG_MESSAGES[stage]):
+        if message.startswith(HANG_MESSAGES[stage]) and done >= step:
             marker.write_text(f"{stage} {done}/{total}: {message}")
             time.sleep(600)  # the parent kills us long before this ends
 
@@ -37,10 +38,11 @@ def main() -> None:
     parser.add_argument("job", type=Path, help="a JSON file of PipelineJob fields")
     parser.add_argument("--hang-at", choices=sorted(HANG_MESSAGES))
     parser.add_argument("--marker", type=Path)
+    parser.add_argument("--hang-at-step", type=int, default=0, help="with --hang-at body: hang from this step on")
     cli = parser.parse_args()
     torch.set_num_threads(1)  # two of us may share 2 cores; see tests/conftest.py single_torch_thread
     run = PipelineRun(PipelineJob(**json.loads(cli.job.read_text())))
-    progress = hang_at(cli.hang_at, cli.marker) if cli.hang_at else None
+    progress = hang_at(cli.hang_at, cli.marker, cli.hang_at_step) if cli.hang_at else None
     metrics = {}
     for stage in run.plan:
         result = run.run_stage(stage, progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from setfit_core.artifacts import ArtifactStore
 from tests.reliability.conftest import Child, assert_all_verify, leftovers, wait_for_file
@@ -65,3 +66,34 @@ def test_sigkill_during_body_then_during_embeddings_then_rerun(job_file, spawn, 
     assert leftovers(root) == []
     assert_all_verify(store, rerun["stages"])
     assert {m.stage for m in store.list_stages()} == set(STAGES)
+
+
+def test_a_body_killed_mid_training_resumes_from_its_last_checkpoint(job_file, spawn, tmp_path):
+    """The rerun of the same body key goes on from the checkpoint the killed run saved, and trains the very same
+    body as a run that was never interrupted (CPU)."""
+    from setfit_core import SetFitModel
+
+    args = {"num_iterations": 5, "seed": 0, "num_epochs": [1, 2], "show_progress_bar": False,
+            "save_strategy": "steps", "save_steps": 2}
+    job, marker, root = job_file(args=args), tmp_path / "marker", tmp_path / "artifacts"
+    killed = spawn(job, "--hang-at", "body", "--hang-at-step", "5", "--marker", str(marker))
+    kill_during("body", killed, marker)  # after step 5: checkpoint-4 is on disk
+    saved = sorted(p.name for p in (root / "body").glob(".checkpoints-*/checkpoint-*"))
+    assert saved == ["checkpoint-4"]
+
+    rerun = spawn(job).result()
+    body_key = rerun["stages"]["body"]["key"]
+    store = ArtifactStore(root)
+    assert rerun["stages"]["body"]["status"] == "computed"
+    assert store.find("body", body_key).metrics["resumed_from_step"] == 4
+    assert list((root / "body").glob(".checkpoints-*")) == [], "checkpoints go once the stage is published"
+
+    uninterrupted = spawn(job_file(args=args, artifacts_root=str(tmp_path / "reference"))).result()
+    assert uninterrupted["stages"]["body"]["key"] == body_key
+    reference = ArtifactStore(tmp_path / "reference").find("body", body_key)
+    assert reference.metrics["resumed_from_step"] == 0
+    assert reference.metrics["train_loss"] == store.find("body", body_key).metrics["train_loss"]
+    resumed_body = SetFitModel.from_pretrained(str(root / "body" / body_key), device="cpu").model_body.state_dict()
+    reference_body = SetFitModel.from_pretrained(str(tmp_path / "reference" / "body" / body_key),
+                                                 device="cpu").model_body.state_dict()
+    assert all(torch.equal(resumed_body[k], reference_body[k]) for k in reference_body)
