@@ -83,6 +83,9 @@ def _add_train(commands: Any) -> None:
                        'e.g. \'{"C": 0.5}\'')
     train.add_argument("--differentiable-head", action="store_true", default=None,
                        help="train SetFitHead (torch) instead of LogisticRegression")
+    train.add_argument("--strict", action="store_true", default=None,
+                       help="stop before stage 1 (exit 2) on any data-quality warning: blank texts, classes with "
+                       "one example, repeated columns, ...; without it they are printed and training runs")
     _add_scale_flags(train, "the embeddings stage")
     train.add_argument("--json", action="store_true", help="print the flow's result as JSON")
     train.set_defaults(func=_train)
@@ -107,6 +110,8 @@ def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
     params.update({name: value for name, value in flags.items() if value is not None})
     if cli.differentiable_head:
         params["use_differentiable_head"] = True
+    if cli.strict:
+        params["strict"] = True
     for name in ("train_data", "artifacts_root"):
         if not params.get(name):
             raise ValueError(f"--{name.replace('_', '-')} is required (or `{name}:` in --config)")
@@ -131,7 +136,9 @@ def _train(cli: argparse.Namespace) -> int:
 
     from setfit_core.pipeline.report import metric_rows, stage_rows, text_table
 
-    result = train_pipeline(**params)
+    result = train_pipeline(**params)  # with --strict, a finding is a ValueError: main() prints it, exit 2
+    for warning in result["warnings"]:  # on stderr: --json output on stdout stays parseable
+        print(f"setfit-pipeline: warning: {warning['message']}", file=sys.stderr)
     if cli.json:
         print(json.dumps(result, indent=2))
         return 0

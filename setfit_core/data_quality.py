@@ -70,6 +70,10 @@ class DataQualityError(ValueError):
             f"anyway:\n{lines}"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from the findings, not the message: a task runner may pickle the error across processes.
+        return type(self), (self.warnings,)
+
 
 def raise_if_any(warnings: Sequence[DataWarning]) -> None:
     """Strict mode: any finding is an error listing all of them."""

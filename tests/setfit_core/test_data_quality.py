@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -145,6 +146,8 @@ def test_strict_raises_every_finding_in_one_error():
     assert lines[0] == "strict data checks found 4 problem(s); fix the data, or turn strict off to train anyway:"
     assert lines[1:] == [f"- {w.message}" for w in error.warnings]
     assert check_data_quality(GOOD, strict=True) == []
+    copy = pickle.loads(pickle.dumps(error))  # e.g. a failed Prefect or Dask task handing it back
+    assert copy.warnings == error.warnings and str(copy) == str(error)
 
 
 def test_data_errors_come_before_findings():
