@@ -143,6 +143,9 @@ def _add_train(commands: Any) -> None:
                        'e.g. \'{"C": 0.5}\'')
     train.add_argument("--differentiable-head", action="store_true", default=None,
                        help="train SetFitHead (torch) instead of LogisticRegression")
+    train.add_argument("--strict", action="store_true", default=None,
+                       help="stop before stage 1 (exit 2) on any data-quality warning: blank texts, classes with "
+                       "one example, repeated columns, ...; without it they are printed and training runs")
     _add_scale_flags(train, "the embeddings stage")
     train.add_argument("--json", action="store_true", help="print the flow's result as JSON")
     _add_verbose(train)
@@ -190,6 +193,8 @@ def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
     params.update({name: value for name, value in flags.items() if value is not None})
     if cli.differentiable_head:
         params["use_differentiable_head"] = True
+    if cli.strict:
+        params["strict"] = True
     for name in ("train_data", "artifacts_root"):
         if not params.get(name):
             raise ValueError(f"--{name.replace('_', '-')} is required (or `{name}:` in --config)")
@@ -215,8 +220,10 @@ def _train(cli: argparse.Namespace) -> int:
 
     from setfit_core.pipeline.report import metric_rows, stage_rows, text_table
 
-    with _flow_run(cli):
+    with _flow_run(cli):  # with --strict, a finding is a ValueError: main() prints it, exit 2
         result = train_pipeline(**params)
+    for warning in result["warnings"]:  # on stderr: --json output on stdout stays parseable
+        print(f"setfit-pipeline: warning: {warning['message']}", file=sys.stderr)
     if cli.json:
         print(json.dumps(result, indent=2))
         return 0

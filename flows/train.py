@@ -75,6 +75,7 @@ def train_pipeline(
     dask_address: str | None = None,
     dask_workers: int | None = None,
     shards: int | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Train a SetFit model in stages under `artifacts_root` (a directory or ``s3://bucket/prefix``).
 
@@ -88,6 +89,10 @@ def train_pipeline(
     with `dask_workers` worker processes (default: one per core), or the scheduler at `dask_address`
     (e.g. ``"tcp://10.0.0.5:8786"``). `shards` defaults to the number of workers. Workers on other
     machines share files only through `artifacts_root`, so use an ``s3://`` root there.
+
+    Data-quality findings (blank texts, classes with one example, ...) are warnings in the run summary and
+    in ``result["warnings"]``; with ``strict=True`` the plan task fails on them instead, before stage 1.
+    `strict` is part of no stage key.
     """
     try:
         scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()
@@ -95,7 +100,7 @@ def train_pipeline(
             "train_data": train_data, "artifacts_root": artifacts_root, "model": model, "args": args,
             "head_params": head_params, "eval_data": eval_data, "test_data": test_data,
             "column_mapping": column_mapping, "use_differentiable_head": use_differentiable_head, "metric": metric,
-            "metric_kwargs": metric_kwargs, "storage_options": storage_options,
+            "metric_kwargs": metric_kwargs, "storage_options": storage_options, "strict": strict,
         }).validate().to_dict()  # argument errors surface here, before any task
         return _stages(job, scale)
     except Exception as exc:
@@ -113,7 +118,7 @@ def _stages(job: dict[str, Any], scale: ScaleOut) -> dict[str, Any]:
     if "evaluation" in plan["keys"]:  # only with eval_data or test_data
         stages["evaluation"] = evaluation_task(job, plan, stages["head"], stages["embeddings"])
     stages["model"] = export_task(job, plan, stages["head"], stages["body"])
-    return _report(plan["dataset"], stages)
+    return _report(plan, stages)
 
 
 def _embeddings(job: dict[str, Any], plan: dict[str, Any], body: dict[str, Any], scale: ScaleOut) -> dict[str, Any]:
@@ -141,12 +146,14 @@ def sharded_embeddings(
         remove_parts_task(work["prefix"], job["storage_options"])
 
 
-def _report(dataset: str, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """UI artifacts rendered from the stage results, and the flow's return value."""
+def _report(plan: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """UI artifacts rendered from the plan and the stage results, and the flow's return value."""
+    dataset, warnings = plan["dataset"], plan["warnings"]
     metrics = stages["evaluation"]["metrics"] if "evaluation" in stages else {}
     model_uri = stages["model"]["uri"]
-    create_markdown_artifact(summary_markdown(dataset, stages, model_uri), key=artifact_key("summary", dataset),
-                             description="Stages of this run: computed or reused, seconds, key, URI")
+    create_markdown_artifact(summary_markdown(dataset, stages, model_uri, [w["message"] for w in warnings]),
+                             key=artifact_key("summary", dataset),
+                             description="Stages of this run: computed or reused, seconds, key, URI; data warnings")
     if metrics:
         create_table_artifact(metric_rows(metrics), key=artifact_key("metrics", dataset),
                               description="Accuracy, macro-F1 and per-class precision / recall / F1 per split")
@@ -155,6 +162,7 @@ def _report(dataset: str, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "stages": {stage: {k: result[k] for k in public} for stage, result in stages.items()},
         "metrics": metrics,
         "model_uri": model_uri,
+        "warnings": warnings,
     }
 
 
@@ -172,9 +180,10 @@ if __name__ == "__main__":
     parser.add_argument("--dask-address", help="an existing scheduler, e.g. tcp://10.0.0.5:8786")
     parser.add_argument("--dask-workers", type=int, help="workers of the local cluster (default: one per core)")
     parser.add_argument("--shards", type=int, help="default: one per worker")
+    parser.add_argument("--strict", action="store_true", help="fail before stage 1 on any data-quality finding")
     cli = parser.parse_args()
     result = train_pipeline(train_data=cli.train_data, artifacts_root=cli.artifacts_root, eval_data=cli.eval_data,
                             test_data=cli.test_data, args=cli.args, head_params=cli.head_params,
                             task_runner=cli.task_runner, dask_address=cli.dask_address,
-                            dask_workers=cli.dask_workers, shards=cli.shards)
+                            dask_workers=cli.dask_workers, shards=cli.shards, strict=cli.strict)
     print(json.dumps(result, indent=2))

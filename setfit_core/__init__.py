@@ -34,6 +34,9 @@ _EXPORTS = {
     "make_pairs": "setfit_core.training.sampling",
     "UnsafeHeadError": "setfit_core.model_io.sklearn_head",
     "Trainer": "setfit_core.trainer",
+    "check_data_quality": "setfit_core.data_quality",
+    "DataWarning": "setfit_core.data_quality",
+    "DataQualityError": "setfit_core.data_quality",
 }
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
     "BatchSemiHardTripletLoss",
     "ContrastiveLoss",
     "CosineSimilarityLoss",
+    "DataQualityError",
+    "DataWarning",
     "EngineOptions",
     "SetFitHead",
     "SetFitModel",
@@ -52,6 +57,7 @@ __all__ = [
     "Trainer",
     "TrainingArguments",
     "UnsafeHeadError",
+    "check_data_quality",
     "default_model_path",
     "make_pairs",
 ]
@@ -71,6 +77,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from setfit_core.args import TrainingArguments
+    from setfit_core.data_quality import DataQualityError, DataWarning, check_data_quality
     from setfit_core.differentiable_head import SetFitHead
     from setfit_core.engine.options import EngineOptions
     from setfit_core.legacy import SetFitTrainer

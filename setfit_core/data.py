@@ -1,21 +1,19 @@
 """Where training and evaluation data come in: normalise, validate, encode labels.
 
 Every check runs here, before any model work, and every error names the dataset, the offending
-value and the fix.
+value and the fix. Data that passes but would train badly (blank texts, classes with one example,
+...) is reported by `setfit_core.data_quality`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("text", "label")
 
@@ -27,19 +25,29 @@ class LabeledTexts:
     texts: list[str]
     labels: list[Any]
     multi_label: bool
+    # Columns feeding `text` or `label` that the source has more than once: name -> their positions.
+    # Only the first of each is read; `setfit_core.data_quality` reports the rest.
+    duplicate_columns: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.texts)
 
 
-def _columns_of(dataset: Any, name: str) -> dict[str, Sequence[Any]]:
-    """Turn a datasets.Dataset, pandas DataFrame or dict of lists into a dict of column sequences."""
+def _columns_of(dataset: Any, name: str) -> tuple[dict[str, Sequence[Any]], list[str]]:
+    """A datasets.Dataset, pandas DataFrame or dict of lists as a dict of column sequences, and the
+    column names in order, repeats included (only a DataFrame can repeat one; its first copy is kept)."""
     if isinstance(dataset, Mapping):
-        return {str(k): list(v) for k, v in dataset.items()}
+        return {str(k): list(v) for k, v in dataset.items()}, [str(k) for k in dataset]
     if hasattr(dataset, "column_names") and hasattr(dataset, "to_dict"):  # datasets.Dataset
-        return {k: list(dataset[k]) for k in dataset.column_names}
+        return {k: list(dataset[k]) for k in dataset.column_names}, list(dataset.column_names)
     if hasattr(dataset, "columns") and hasattr(dataset, "to_dict"):  # pandas.DataFrame
-        return {str(k): dataset[k].tolist() for k in dataset.columns}
+        names = [str(k) for k in dataset.columns]
+        # By position: with a repeated name, dataset[k] is a DataFrame of every copy, not a column.
+        columns = {}
+        for i, column in enumerate(names):
+            if column not in columns:
+                columns[column] = dataset.iloc[:, i].tolist()
+        return columns, names
     raise TypeError(
         f"{name} must be a datasets.Dataset, a pandas DataFrame or a dict of lists "
         f"with columns 'text' and 'label'; got {type(dataset).__name__}"
@@ -129,10 +137,19 @@ def _check_multi_hot(labels: Sequence[Any], name: str) -> list[list[int]]:
 
 
 def load_labeled(
-    dataset: Any, column_mapping: Mapping[str, str] | None = None, name: str = "train_dataset"
+    dataset: Any,
+    column_mapping: Mapping[str, str] | None = None,
+    name: str = "train_dataset",
+    column_names: Sequence[str] | None = None,
 ) -> LabeledTexts:
-    """Validate a dataset with `text` and `label` columns (after `column_mapping`)."""
-    columns = _apply_mapping(_columns_of(dataset, name), column_mapping, name)
+    """Validate a dataset with `text` and `label` columns (after `column_mapping`).
+
+    `column_names`: the source's own column names in order, repeats included, where `dataset` cannot
+    show them (a file's header read into a dict); by default the dataset's.
+    """
+    raw, names = _columns_of(dataset, name)
+    duplicates = _duplicate_columns(column_names if column_names is not None else names, column_mapping)
+    columns = _apply_mapping(raw, column_mapping, name)
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise ValueError(
@@ -145,7 +162,16 @@ def load_labeled(
             raise ValueError(f"{name} is empty (0 rows); give it labelled rows, or leave it out to skip evaluation")
         raise ValueError(f"{name} is empty; SetFit needs at least 2 labelled examples per class")
     checked_labels, multi = _check_labels(labels, name)
-    return LabeledTexts(_check_texts(texts, name), checked_labels, multi)
+    return LabeledTexts(_check_texts(texts, name), checked_labels, multi, duplicates)
+
+
+def _duplicate_columns(names: Sequence[str], mapping: Mapping[str, str] | None) -> dict[str, tuple[int, ...]]:
+    """Positions of each name that occurs more than once and feeds `text` or `label` (others are never read)."""
+    positions: dict[str, list[int]] = {}
+    for i, column in enumerate(names):
+        positions.setdefault(str(column), []).append(i)
+    used = {c for c in positions if (mapping or {}).get(c, c) in REQUIRED_COLUMNS}
+    return {c: tuple(p) for c, p in positions.items() if len(p) > 1 and c in used}
 
 
 class LabelEncoder:
@@ -216,21 +242,3 @@ class LabelEncoder:
             return [int(i) for i in ids]
         return [self.labels[int(i)] for i in ids]
 
-
-def warn_conflicting_duplicates(data: LabeledTexts, name: str) -> None:
-    """Identical texts with different labels cannot both be right: warn, training can go on."""
-    if data.multi_label:
-        return
-    seen: dict[str, Any] = {}
-    conflicts = set()
-    for text, label in zip(data.texts, data.labels, strict=True):
-        if seen.setdefault(text, label) != label:
-            conflicts.add(text)
-    if conflicts:
-        example = next(iter(conflicts))
-        logger.warning(
-            "%s has %d text(s) that appear with different labels, e.g. %r; check the labelling",
-            name,
-            len(conflicts),
-            example[:80],
-        )

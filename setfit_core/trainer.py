@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from setfit_core.args import TrainingArguments
-from setfit_core.data import LabeledTexts, LabelEncoder, load_labeled, warn_conflicting_duplicates
+from setfit_core.data import LabeledTexts, LabelEncoder, load_labeled
+from setfit_core.data_quality import DataWarning, split_warnings, train_warnings
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.options import EngineOptions
 from setfit_core.metrics import check_metric, compute_metric
@@ -54,7 +55,11 @@ class Trainer:
         column_mapping: Mapping[str, str] | None = None,
         engine: EngineOptions | None = None,
     ) -> None:
-        """`engine` (not in setfit) chooses phase 1's speed-ups; the default uses every one that applies."""
+        """`engine` (not in setfit) chooses phase 1's speed-ups; the default uses every one that applies.
+
+        Data-quality findings (blank texts, classes with one example, ...) are logged as warnings and kept
+        in `data_warnings`; `setfit_core.check_data_quality(..., strict=True)` raises them instead.
+        """
         if model is None and model_init is None:
             raise ValueError("Trainer needs a model: pass model=SetFitModel.from_pretrained(...) or model_init=")
         self.model = model if model is not None else model_init()
@@ -69,6 +74,7 @@ class Trainer:
         check_metric(metric)
         self.metric, self.metric_kwargs, self.column_mapping = metric, metric_kwargs, column_mapping
         self.encoder: LabelEncoder | None = None
+        self.data_warnings: list[DataWarning] = []  # filled as the datasets are checked, below
         self.train_split = self._load_train(train_dataset) if train_dataset is not None else None
         self.eval_split = self.encode_split(eval_dataset, "eval_dataset") if eval_dataset is not None else None
         self.body_result: BodyTrainingResult | None = None
@@ -84,12 +90,17 @@ class Trainer:
                 else f"the model has multi_target_strategy={self.model.multi_target_strategy!r} but train_dataset "
                 "has single labels; give multi-hot label lists or drop multi_target_strategy"
             )
-        warn_conflicting_duplicates(data, "train_dataset")
         self.encoder = LabelEncoder.fit(data, self.model.labels, "train_dataset")
         self._check_head(self.encoder.num_classes)
         split = EncodedSplit(data, self.encoder.encode(data.labels, "train_dataset"))
         self._warn_long_texts(data, "train_dataset")  # after every error: warnings only for data that will train
+        self._note(train_warnings(data, "train_dataset", self.args))
         return split
+
+    def _note(self, found: list[DataWarning]) -> None:
+        for warning in found:
+            logger.warning("%s", warning.message)
+        self.data_warnings.extend(found)
 
     def _warn_long_texts(self, data: LabeledTexts, name: str) -> None:
         body = self.model.model_body
@@ -116,6 +127,7 @@ class Trainer:
             raise ValueError(f"{name} and train_dataset must both be single-label or both multi-label")
         split = EncodedSplit(data, self.encoder.encode(data.labels, name))
         self._warn_long_texts(data, name)
+        self._note(split_warnings(data, name))
         return split
 
     # ---- training -------------------------------------------------------------------------------

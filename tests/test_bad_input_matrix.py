@@ -3,7 +3,9 @@
 Every row asserts the message a user sees. Errors come before any training: library rows fail while
 the `Trainer` / `TrainingArguments` / model is being built; pipeline rows fail in `PipelineRun.run_all()`
 before stage 1, and the test checks that nothing was written under the artifacts root. Warning rows
-(training could go on) check the log line and stop after planning.
+(training could go on) check the log line and stop after planning. Data-quality rows (FINDING) check
+both modes: the warning logged without strict, and the same text in the `DataQualityError` raised with
+strict (library: `check_data_quality(..., strict=True)`; pipeline: `PipelineJob(strict=True)`).
 """
 
 from __future__ import annotations
@@ -16,22 +18,28 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from setfit_core import SetFitModel, Trainer, TrainingArguments
+from setfit_core import DataQualityError, SetFitModel, Trainer, TrainingArguments, check_data_quality
 from setfit_core.pipeline import PipelineJob, PipelineRun
 
 MATRIX_PAGE = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 TINY_ARGS = {"num_iterations": 2, "seed": 0, "num_epochs": [1, 2], "show_progress_bar": False}
 LONG_TEXT = " ".join(["good movie"] * 80)  # 160 words: past the tiny body's 64 tokens
 WARNING = "warning"  # a row whose `error` is this logs a warning instead of raising
+FINDING = "finding"  # a data-quality row: a warning without strict, a DataQualityError with it
+BLANKS = ["", "   ", "\u200b", "\u2060\ufeff"]  # empty, whitespace, zero-width space, word joiner + BOM
 
 
 @dataclass(frozen=True)
 class Row:
     id: str
     case: str  # the bad input, as the docs table says it
-    call: Callable[[Any], Any]  # library: call(ctx) does the failing thing; pipeline: returns job changes
+    # library: call(ctx) does the failing thing (FINDING rows: returns the Trainer's data keywords);
+    # pipeline: returns job changes
+    call: Callable[[Any], Any]
     error: type[Exception] | str
     match: str
 
@@ -44,7 +52,13 @@ def train_with(train: Any, eval_dataset: Any = None, **kwargs: Any) -> Callable[
                                eval_dataset=eval_dataset, **kwargs)
 
 
+def data(train: Any, eval_dataset: Any = None) -> Callable[[Any], dict[str, Any]]:
+    """A FINDING row's data: the Trainer builds with it (warning) and check_data_quality raises (strict)."""
+    return lambda ctx: {"train_dataset": train, "eval_dataset": eval_dataset}
+
+
 GOOD = {"text": ["good", "bad", "nice", "poor"], "label": [1, 0, 1, 0]}
+TINY_CLASSES = {"text": [f"request {i}" for i in range(500)], "label": [f"intent-{i}" for i in range(500)]}
 
 LIBRARY_ROWS = [
     Row("lib-empty-train", "empty training set", train_with({"text": [], "label": []}), ValueError,
@@ -108,9 +122,34 @@ LIBRARY_ROWS = [
     Row("lib-long-texts", "texts longer than the body's max length (warning)",
         train_with({"text": [LONG_TEXT, "bad", "nice", "poor"], "label": [1, 0, 1, 0]}), WARNING,
         r"train_dataset: 1 of 4 texts are longer than the body's max_seq_length \(64 tokens\) and will be truncated"),
-    Row("lib-conflicting-duplicates", "identical texts with conflicting labels (warning)",
-        train_with({"text": ["good", "good", "bad", "nice"], "label": [1, 0, 0, 1]}), WARNING,
+    Row("lib-conflicting-duplicates", "identical texts with conflicting labels (warning; error with strict)",
+        data({"text": ["good", "good", "bad", "nice"], "label": [1, 0, 0, 1]}), FINDING,
         r"train_dataset has 1 text\(s\) that appear with different labels, e.g. 'good'; check the labelling"),
+    Row("lib-duplicate-columns", "a DataFrame with two `text` columns (warning; error with strict)",
+        data(pd.DataFrame([["good", "x", 1], ["bad", "y", 0], ["nice", "z", 1], ["poor", "w", 0]],
+                          columns=["text", "text", "label"])), FINDING,
+        r"train_dataset has more than one column named 'text' \(positions \[0, 1\]\); only the first of each is "
+        r"read and the others are ignored. Rename or drop the extra column\(s\)"),
+    Row("lib-blank-texts", "empty, whitespace-only or invisible texts (warning; error with strict)",
+        data({"text": [*BLANKS, *GOOD["text"]], "label": [1, 0, 1, 0, *GOOD["label"]]}), FINDING,
+        r"train_dataset has 4 empty or invisible text\(s\) at rows \[0, 1, 2, 3\] \('', '   ', '\\u200b'\): .*"
+        r"Drop those rows \(setfit_core.data_quality.is_blank_text finds them\) or give them real text"),
+    Row("lib-blank-eval-texts", "an invisible text in the eval set (warning; error with strict)",
+        data(GOOD, {"text": ["fine", "\u00ad"], "label": [1, 0]}), FINDING,
+        r"eval_dataset has 1 empty or invisible text\(s\) at rows \[1\] \('\\xad'\)"),
+    Row("lib-single-example-class", "a class with one example (warning; error with strict)",
+        data({"text": [*GOOD["text"], "cancel my order"], "label": [*GOOD["label"], 2]}), FINDING,
+        r"train_dataset has 1 class\(es\) with fewer than 2 examples: 2 \(1\); the only positive pair of such a "
+        r"class is its one text paired with itself.*Add at least one more example of each, or drop these classes"),
+    Row("lib-too-few-examples", "fewer examples than 2 per class (warning; error with strict)",
+        data({"text": ["good", "bad", "nice", "poor", "meh"], "label": [1, 0, 1, 0, 2]}), FINDING,
+        r"train_dataset has 5 examples for 3 classes, fewer than 6 \(2 per class\); add examples until every "
+        r"class has at least 2"),
+    Row("lib-many-tiny-classes", "500 classes with one example each (warning; error with strict)",
+        data(TINY_CLASSES), FINDING,
+        r"train_dataset has 500 classes with at most 2 examples each \(more than 100\): pair sampling "
+        r"\(sampling_strategy='oversampling'\) makes 249,500 pairs of its 500 texts, 15,594 steps per epoch at "
+        r"batch size 16. Use TrainingArguments\(preset=\"fast\"\)"),
 ]
 
 
@@ -126,6 +165,17 @@ def parquet(ctx: Any, name: str, columns: dict[str, list]) -> str:
     path.parent.mkdir(exist_ok=True)
     pd.DataFrame(columns).to_parquet(path, index=False)
     return str(path)
+
+
+def parquet_columns(ctx: Any, name: str, names: list[str], columns: list[list]) -> str:
+    """A Parquet file whose schema may repeat a name (pandas refuses to write one)."""
+    path = ctx.tmp_path / "data" / name
+    path.parent.mkdir(exist_ok=True)
+    pq.write_table(pa.table([pa.array(c) for c in columns], names=names), path)
+    return str(path)
+
+
+SENTIMENT = {"text": ["good", "bad", "nice", "poor"], "label": ["positive", "negative", "positive", "negative"]}
 
 
 PIPELINE_ROWS = [
@@ -192,11 +242,36 @@ PIPELINE_ROWS = [
                                                                   "label": ["positive", "positive", "negative",
                                                                             "negative"]})}, WARNING,
         r"train_data: 2 of 4 texts are longer than the body's max_seq_length \(64 tokens\) and will be truncated"),
-    Row("pipe-conflicting-duplicates", "identical texts with conflicting labels (warning)",
+    Row("pipe-conflicting-duplicates", "identical texts with conflicting labels (warning; error with strict)",
         lambda ctx: {"train_data": parquet(ctx, "train.parquet", {"text": ["good", "good", "bad", "nice"],
                                                                   "label": ["positive", "negative", "negative",
-                                                                            "positive"]})}, WARNING,
+                                                                            "positive"]})}, FINDING,
         r"train_data has 1 text\(s\) that appear with different labels, e.g. 'good'"),
+    Row("pipe-duplicate-csv-header", "a CSV header with `text` twice (warning; error with strict)",
+        lambda ctx: {"train_data": csv(ctx, "train.csv", b"text,label,text\ngood,positive,x\nbad,negative,y\n"
+                                                         b"nice,positive,z\npoor,negative,w\n")}, FINDING,
+        r"train_data has more than one column named 'text' \(positions \[0, 2\]\); only the first of each is read"),
+    Row("pipe-duplicate-parquet-column", "a Parquet schema with `text` twice (warning; error with strict)",
+        lambda ctx: {"train_data": parquet_columns(ctx, "train.parquet", ["label", "text", "text"],
+                                                   [SENTIMENT["label"], SENTIMENT["text"], ["w", "x", "y", "z"]])},
+        FINDING, r"train_data has more than one column named 'text' \(positions \[1, 2\]\)"),
+    Row("pipe-blank-texts", "empty, whitespace-only or invisible texts (warning; error with strict)",
+        lambda ctx: {"train_data": parquet(ctx, "train.parquet", {
+            "text": [*SENTIMENT["text"], *BLANKS], "label": SENTIMENT["label"] * 2})}, FINDING,
+        r"train_data has 4 empty or invisible text\(s\) at rows \[4, 5, 6, 7\] \('', '   ', '\\u200b'\)"),
+    Row("pipe-single-example-class", "a class with one example (warning; error with strict)",
+        lambda ctx: {"train_data": parquet(ctx, "train.parquet", {"text": [*SENTIMENT["text"], "meh"],
+                                                                  "label": [*SENTIMENT["label"], "neutral"]})},
+        FINDING, r"train_data has 1 class\(es\) with fewer than 2 examples: 'neutral' \(1\)"),
+    Row("pipe-too-few-examples", "fewer examples than 2 per class (warning; error with strict)",
+        lambda ctx: {"train_data": parquet(ctx, "train.parquet", {"text": [*SENTIMENT["text"], "meh"],
+                                                                  "label": [*SENTIMENT["label"], "neutral"]})},
+        FINDING, r"train_data has 5 examples for 3 classes, fewer than 6 \(2 per class\)"),
+    Row("pipe-many-tiny-classes", "500 classes with one example each (warning; error with strict)",
+        lambda ctx: {"train_data": parquet(ctx, "train.parquet", TINY_CLASSES), "eval_data": None,
+                     "args": {**TINY_ARGS, "num_iterations": None}}, FINDING,
+        r"train_data has 500 classes with at most 2 examples each \(more than 100\): pair sampling .* makes "
+        r"249,500 pairs.*Use TrainingArguments\(preset=\"fast\"\) \(pipeline: args=\{\"preset\": \"fast\"\}\)"),
 ]
 
 
@@ -216,7 +291,7 @@ def ctx(tmp_path, tiny_model_dir, cache_home, monkeypatch) -> Context:
 
 
 def check(row: Row, action: Callable[[], Any], caplog: pytest.LogCaptureFixture) -> None:
-    if row.error == WARNING:
+    if row.error in (WARNING, FINDING):
         with caplog.at_level("WARNING", logger="setfit_core"):
             action()
         assert re.search(row.match, caplog.text), f"no warning matching {row.match!r} in:\n{caplog.text}"
@@ -225,9 +300,21 @@ def check(row: Row, action: Callable[[], Any], caplog: pytest.LogCaptureFixture)
         action()
 
 
+def check_strict(row: Row, action: Callable[[], Any]) -> None:
+    """A FINDING row with strict on: the same text, now in the error that lists every finding."""
+    with pytest.raises(DataQualityError, match=r"strict data checks found \d+ problem\(s\); fix the data") as raised:
+        action()
+    assert isinstance(raised.value, ValueError) and re.search(row.match, str(raised.value)), str(raised.value)
+
+
 @pytest.mark.parametrize("row", [r.param() for r in LIBRARY_ROWS])
 def test_library_bad_input(row: Row, ctx: Context, caplog) -> None:
-    check(row, lambda: row.call(ctx), caplog)
+    if row.error != FINDING:
+        check(row, lambda: row.call(ctx), caplog)
+        return
+    given = row.call(ctx)
+    check(row, lambda: Trainer(ctx.model(), TrainingArguments(show_progress_bar=False), **given), caplog)
+    check_strict(row, lambda: check_data_quality(given["train_dataset"], given["eval_dataset"], strict=True))
 
 
 @pytest.mark.parametrize("row", [r.param() for r in PIPELINE_ROWS])
@@ -236,10 +323,13 @@ def test_pipeline_bad_input(row: Row, ctx: Context, tiny_splits, caplog) -> None
     job = {"train_data": tiny_splits["train"], "eval_data": tiny_splits["eval"], "artifacts_root": str(root),
            "model": ctx.tiny_model_dir, "args": TINY_ARGS, **row.call(ctx)}
     # Errors: the whole pipeline is asked to run and must fail before stage 1. Warnings: planning
-    # (data validation) is where they come from; the run could go on.
-    action = (lambda: PipelineRun(PipelineJob(**job)).plan) if row.error == WARNING else (
+    # (data validation) is where they come from; the run could go on. Findings: both, strict on for the run.
+    planned = row.error in (WARNING, FINDING)
+    action = (lambda: PipelineRun(PipelineJob(**job)).plan) if planned else (
         lambda: PipelineRun(PipelineJob(**job)).run_all())
     check(row, action, caplog)
+    if row.error == FINDING:
+        check_strict(row, lambda: PipelineRun(PipelineJob(**job, strict=True)).run_all())
     written = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) if root.exists() else []
     assert written == [], f"nothing may be written under the artifacts root before stage 1; found {written}"
 

@@ -12,7 +12,9 @@ any stage.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 from collections import OrderedDict
@@ -43,6 +45,14 @@ _GENERIC_STEMS = {"train", "test", "eval", "validation", "valid", "dev", "data",
 
 
 @dataclass(frozen=True)
+class Table:
+    """A file's columns (the first of any repeated name) and its column names in order, repeats included."""
+
+    columns: dict[str, list]
+    names: list[str]
+
+
+@dataclass(frozen=True)
 class LoadedSplit:
     """A validated split and where it came from."""
 
@@ -65,7 +75,7 @@ def url_to_fs(uri: str, storage_options: Mapping[str, Any] | None = None) -> tup
 def read_columns(uri: str, name: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, list]:
     """All columns of the table at ``uri`` as lists; clear errors for missing or unreadable data."""
     fs, path, info = _locate(uri, name, storage_options)
-    return _read(fs, path, info, uri, name, storage_options)
+    return _read(fs, path, info, uri, name, storage_options).columns
 
 
 def _locate(uri: str, name: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str, dict[str, Any]]:
@@ -89,7 +99,7 @@ def _locate(uri: str, name: str, storage_options: Mapping[str, Any] | None) -> t
     return fs, path, info
 
 
-def _read(fs: Any, path: str, info: dict, uri: str, name: str, options: Mapping[str, Any] | None) -> dict[str, list]:
+def _read(fs: Any, path: str, info: dict, uri: str, name: str, options: Mapping[str, Any] | None) -> Table:
     if info.get("type") == "directory":
         return _read_datasets_dir(fs, path, uri, name, options)
     suffix = PurePosixPath(path).suffix.lower()
@@ -117,18 +127,36 @@ def _read(fs: Any, path: str, info: dict, uri: str, name: str, options: Mapping[
         raise ValueError(f"could not read {name} {uri!r} as {fmt}: {exc}") from exc
 
 
-def _read_parquet(fileobj: Any) -> dict[str, list]:
+def _read_parquet(fileobj: Any) -> Table:
     import pyarrow.parquet as pq
 
-    return pq.read_table(fileobj).to_pydict()
+    # ParquetFile, not read_table: read_table refuses a schema that repeats a name ("Multiple matches for
+    # FieldRef"), and to_pydict() would keep the last copy; CSV keeps the first, and so does this.
+    table = pq.ParquetFile(fileobj).read()
+    columns: dict[str, list] = {}
+    for i, column in enumerate(table.column_names):
+        if column not in columns:
+            columns[column] = table.column(i).to_pylist()
+    return Table(columns, list(table.column_names))
 
 
-def _read_csv(fileobj: Any) -> dict[str, list]:
+def _csv_header(fileobj: Any) -> list[str]:
+    """The header row as written: pandas renames a repeated name ('text', 'text.1'), hiding the repeat."""
+    text = io.TextIOWrapper(fileobj, encoding="utf-8-sig", newline="")  # -sig: a BOM is not part of a name
+    try:
+        return next((row for row in csv.reader(text) if row), [])  # pandas skips blank lines before it too
+    finally:
+        text.detach()  # leaves fileobj open for pandas
+        fileobj.seek(0)
+
+
+def _read_csv(fileobj: Any) -> Table:
     import pandas as pd
 
+    header = _csv_header(fileobj)
     # Only empty cells are missing: a text that reads "NA" or "null" is still a text.
     frame = pd.read_csv(fileobj, keep_default_na=False, na_values=[""])
-    return {str(c): frame[c].tolist() for c in frame.columns}
+    return Table({str(c): frame[c].tolist() for c in frame.columns}, header)
 
 
 def _json_lines(text: str) -> list[Any]:
@@ -144,7 +172,7 @@ def _json_lines(text: str) -> list[Any]:
     return records
 
 
-def _read_json(fileobj: Any) -> dict[str, list]:
+def _read_json(fileobj: Any) -> Table:
     text = fileobj.read().decode("utf-8")
     # Parsed with json, not pandas: pandas would turn date-like texts into timestamps.
     stripped = text.lstrip()
@@ -157,13 +185,13 @@ def _read_json(fileobj: Any) -> dict[str, list]:
             columns.setdefault(key, [None] * i)
         for key, values in columns.items():
             values.append(record.get(key))
-    return columns
+    return Table(columns, list(columns))
 
 
 _READERS = {"parquet": _read_parquet, "csv": _read_csv, "json": _read_json}
 
 
-def _read_datasets_dir(fs: Any, path: str, uri: str, name: str, options: Mapping[str, Any] | None) -> dict[str, list]:
+def _read_datasets_dir(fs: Any, path: str, uri: str, name: str, options: Mapping[str, Any] | None) -> Table:
     if fs.exists(f"{path}/dataset_dict.json"):
         splits = json.loads(fs.cat_file(f"{path}/dataset_dict.json")).get("splits", [])
         raise ValueError(
@@ -177,7 +205,7 @@ def _read_datasets_dir(fs: Any, path: str, uri: str, name: str, options: Mapping
     import datasets
 
     dataset = datasets.load_from_disk(uri, storage_options=dict(options or {}) or None)
-    return {column: list(dataset[column]) for column in dataset.column_names}
+    return Table({column: list(dataset[column]) for column in dataset.column_names}, list(dataset.column_names))
 
 
 def content_hash(data: LabeledTexts) -> str:
@@ -217,7 +245,8 @@ def load_split(
     if key is not None and key in _SPLIT_CACHE:
         _SPLIT_CACHE.move_to_end(key)
         return _SPLIT_CACHE[key]
-    data = load_labeled(_read(fs, path, info, uri, name, storage_options), column_mapping, name)
+    table = _read(fs, path, info, uri, name, storage_options)
+    data = load_labeled(table.columns, column_mapping, name, column_names=table.names)
     split = LoadedSplit(name, uri, data, content_hash(data))
     if key is not None:
         _SPLIT_CACHE[key] = split

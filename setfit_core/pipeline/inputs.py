@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from setfit_core.data import LabelEncoder, warn_conflicting_duplicates
+from setfit_core.args import TrainingArguments
+from setfit_core.data import LabelEncoder
+from setfit_core.data_quality import DataWarning, split_warnings, train_warnings
 from setfit_core.model_io.body_loading import local_tokenizer
 from setfit_core.pipeline.data_io import LoadedSplit, load_split
 from setfit_core.tokenization import warn_if_truncated
@@ -41,6 +43,7 @@ class Split:
 class PipelineData:
     splits: dict[str, Split]  # "train" always; "eval" / "test" when given
     encoder: LabelEncoder
+    warnings: tuple[DataWarning, ...] = ()  # data-quality findings, train first (see setfit_core.data_quality)
 
     @property
     def train(self) -> Split:
@@ -67,11 +70,14 @@ def load_pipeline_data(
     column_mapping: Mapping[str, str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     expected_hashes: Mapping[str, str] | None = None,
+    args: TrainingArguments | None = None,
 ) -> PipelineData:
     """Read and validate every split; labels of eval/test must be known from training.
 
     ``expected_hashes`` pins the content seen when the run was planned: a file edited while the
-    pipeline runs would otherwise give later stages keys that do not match earlier ones.
+    pipeline runs would otherwise give later stages keys that do not match earlier ones. The
+    data-quality findings are returned in `PipelineData.warnings`, not logged (`args`: how pairs are
+    sampled, for the many-tiny-classes check).
     """
     uris = {"train": train_data, "eval": eval_data, "test": test_data}
     loaded = {
@@ -83,14 +89,17 @@ def load_pipeline_data(
         _check_single_label(split)
     _check_pinned(loaded, expected_hashes)
     train = loaded["train"]
-    warn_conflicting_duplicates(train.data, "train_data")
     encoder = LabelEncoder.fit(train.data, None, "train_data")
     splits = {
         name: Split(name, s.uri, s.data.texts, encoder.encode(s.data.labels, s.name), s.content_hash)
         for name, s in loaded.items()
     }
     logger.info("data: %s", ", ".join(f"{n} {len(s)} rows" for n, s in splits.items()))
-    return PipelineData(splits, encoder)
+    found = train_warnings(train.data, train.name, args)
+    for split in loaded.values():
+        if split is not train:
+            found += split_warnings(split.data, split.name)
+    return PipelineData(splits, encoder, tuple(found))
 
 
 def warn_long_texts(model: str, data: PipelineData, max_length: int | None) -> None:

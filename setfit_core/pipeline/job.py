@@ -38,6 +38,9 @@ class PipelineJob:
     metric: str = "accuracy"
     metric_kwargs: dict[str, Any] = field(default_factory=dict)
     storage_options: dict[str, Any] | None = None
+    # Data-quality findings (setfit_core.data_quality) fail the planning step instead of being logged.
+    # Part of no stage key: it decides whether a run starts, never what a stage computes.
+    strict: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PipelineJob:
@@ -72,6 +75,8 @@ class PipelineJob:
         for name in ("head_params", "metric_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name!r} must be a dict; got {getattr(self, name)!r}")
+        if not isinstance(self.strict, bool):
+            raise ValueError(f"'strict' must be true or false; got {self.strict!r}")
         to_plain(self.args, "args")  # JSON values only: they are hashed into stage keys
         to_plain(self.head_params, "head_params")
         args = self.training_args

@@ -6,10 +6,13 @@ The same rows feed the Prefect UI artifacts (markdown summary, metrics table) an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 KEY_PREFIX = 12
+# Markdown punctuation that could turn a quoted text in a warning into markup (emphasis, code, a link, HTML).
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>|])")
 
 
 def stage_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -39,7 +42,9 @@ def metric_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
     return [{c: row.get(c) for c in columns} for row in rows]
 
 
-def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], model_uri: str | None) -> str:
+def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], model_uri: str | None,
+                     warnings: Sequence[str] = ()) -> str:
+    """The run summary: the stages, the data-quality `warnings` (messages) if any, metrics and the model."""
     rows = stage_rows(results)
     reused = sum(r["status"] == "reused" for r in rows)
     lines = [
@@ -48,6 +53,12 @@ def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], mod
         f"{len(rows)} stages, {reused} reused, {len(rows) - reused} computed, "
         f"{sum(r['seconds'] for r in rows):.1f} s in stages.",
         "",
+    ]
+    if warnings:
+        lines += [f"## Data warnings ({len(warnings)})", "",
+                  "Training went on; `strict=True` (`--strict`) stops a run on these before stage 1.", "",
+                  *(f"- {markdown_text(w)}" for w in warnings), "", "## Stages", ""]
+    lines += [
         "| stage | status | seconds | key | uri |",
         "|---|---|---:|---|---|",
         *(f"| {r['stage']} | {r['status']} | {r['seconds']:.2f} | `{r['key']}` | `{r['uri']}` |" for r in rows),
@@ -60,6 +71,11 @@ def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], mod
     if model_uri:
         lines += ["", f"Model: `{model_uri}` (load with `setfit_core.SetFitModel.from_pretrained`)."]
     return "\n".join(lines) + "\n"
+
+
+def markdown_text(text: str) -> str:
+    """`text` as literal markdown: a quoted text like '*bold*' or '<b>' shows as written."""
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def text_table(rows: list[dict[str, Any]]) -> str:

@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from setfit_core.artifacts import ArtifactStore
+from setfit_core.data_quality import DataWarning, raise_if_any
 from setfit_core.pipeline.body_stage import Checkpointing, run_body
 from setfit_core.pipeline.data_io import dataset_label
 from setfit_core.pipeline.embeddings_stage import run_embeddings
@@ -56,10 +57,12 @@ class PipelineRun:
     def data(self) -> PipelineData:
         job = self.job
         data = load_pipeline_data(job.train_data, job.eval_data, job.test_data, job.column_mapping,
-                                  job.storage_options, self.pinned["hashes"] if self.pinned else None)
+                                  job.storage_options, self.pinned["hashes"] if self.pinned else None,
+                                  job.training_args)
         job.validate_for(data)
         if self.pinned is None:  # the planning pass (a flow's plan task): warn once, not in every task
             warn_long_texts(job.model, data, job.training_args.max_length)
+            _report(data.warnings, job.strict)
         return data
 
     @cached_property
@@ -72,11 +75,13 @@ class PipelineRun:
         return plan
 
     def summary(self) -> dict[str, Any]:
-        """Plain values naming this run: dataset label, data hashes and every stage key."""
+        """Plain values naming this run: dataset label, data hashes, every stage key, and the data-quality
+        findings (`DataWarning.to_dict()`; not pinned: they follow from the data)."""
         return {
             "dataset": dataset_label(self.job.train_data),
             "hashes": self.data.hashes,
             "keys": {stage: spec.key for stage, spec in self.plan.items()},
+            "warnings": [w.to_dict() for w in self.data.warnings],
         }
 
     def run_stage(
@@ -119,3 +124,11 @@ class PipelineRun:
     def run_all(self, progress: ProgressFn | None = None) -> dict[str, StageResult]:
         """Every stage in order; `progress` gets the long stages' updates."""
         return {stage: self.run_stage(stage, progress) for stage in self.plan}
+
+
+def _report(warnings: tuple[DataWarning, ...], strict: bool) -> None:
+    """Strict: every finding in one error, before stage 1 and before anything is written. Else a warning each."""
+    if strict:
+        raise_if_any(warnings)
+    for warning in warnings:
+        logger.warning("%s", warning.message)

@@ -286,3 +286,33 @@ def test_a_killed_cli_leaves_no_api_server_behind(tiny_model_dir, tiny_splits, t
     finally:
         if cli.poll() is None:
             cli.kill()
+
+
+@pytest.fixture
+def repeated_header(tmp_path, tiny_model_dir, tiny_splits) -> list[str]:
+    """`train` flags for a CSV whose header names `text` twice (the first is read), on the tiny model."""
+    frame = pd.read_parquet(tiny_splits["train"])
+    path = tmp_path / "train.csv"
+    rows = "".join(f"{t},{lab},x\n" for t, lab in zip(frame.text, frame.label, strict=True))
+    path.write_text("text,label,text\n" + rows, encoding="utf-8")
+    return ["train", "--train-data", str(path), "--model", tiny_model_dir, "--artifacts-root",
+            str(tmp_path / "artifacts"), "--args", '{"num_iterations": 2, "seed": 0}']
+
+
+REPEATED = "train_data has more than one column named 'text' (positions [0, 2]); only the first of each is read"
+
+
+def test_strict_stops_before_any_stage_with_exit_2_naming_the_finding(repeated_header, tmp_path, capsys):
+    assert main([*repeated_header, "--strict"]) == 2
+    err = capsys.readouterr().err  # Prefect's log of the failed plan task may come first
+    assert "\nsetfit-pipeline: error: strict data checks found 1 problem(s); fix the data, or turn strict off to " \
+           "train anyway:\n- " + REPEATED in "\n" + err, err
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_without_strict_the_warning_is_printed_and_training_runs(repeated_header, capsys):
+    assert main([*repeated_header, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert f"setfit-pipeline: warning: {REPEATED}" in err
+    result = json.loads(out)  # stdout stays JSON
+    assert result["stages"]["model"]["status"] == "computed" and result["warnings"][0]["check"] == "duplicate-columns"

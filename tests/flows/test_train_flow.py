@@ -156,3 +156,42 @@ def test_a_failed_run_says_where_and_why_in_one_line(tiny_model_dir, tmp_path, t
     assert "Failed in stage `plan`" in failure.data and "setfit-pipeline: error: " in failure.data
     line = failure.data.split("`setfit-pipeline: error: ", 1)[1].split("`", 1)[0]
     assert line in run.state.message and "never seen in training" in line
+
+
+@pytest.fixture
+def dirty_train(tmp_path, tiny_splits) -> str:
+    """The tiny train split with an invisible text (row 0) and a class of one example ('neutral')."""
+    frame = pd.read_parquet(tiny_splits["train"])
+    frame.loc[0, "text"] = "\u200b"
+    frame = pd.concat([frame, pd.DataFrame({"text": ["so so"], "label": ["neutral"]})], ignore_index=True)
+    path = tmp_path / "dirty" / "train.parquet"
+    path.parent.mkdir()
+    frame.to_parquet(path, index=False)
+    return str(path)
+
+
+def test_data_warnings_reach_the_result_and_the_summary_artifact(train, dirty_train):
+    result, flow_run_id = train(train_data=dirty_train)
+    assert [(w["check"], w["split"]) for w in result["warnings"]] == [
+        ("blank-texts", "train_data"), ("single-example-classes", "train_data")]
+    assert result["warnings"][0]["message"].startswith(
+        "train_data has 1 empty or invisible text(s) at rows [0] ('\\u200b'): ")
+    assert set(statuses(result).values()) == {"computed"}, "a warning does not stop the run"
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    summary = {a.key: a for a in artifacts if a.key}[f"setfit-adhoc-{dataset_label(dirty_train)}-summary"].data
+    assert "## Data warnings (2)" in summary
+    assert "- train\\_data has 1 empty or invisible text(s) at rows \\[0\\] ('\\\\u200b'): " in summary
+    assert "- train\\_data has 1 class(es) with fewer than 2 examples: 'neutral' (1); " in summary
+
+
+def test_strict_fails_in_the_plan_task_and_changes_no_key(train, dirty_train, tmp_path):
+    root = tmp_path / "strict-root"
+    with pytest.raises(ValueError, match=r"strict data checks found 2 problem\(s\)(.|\n)*'neutral' \(1\)"):
+        train(train_data=dirty_train, artifacts_root=str(root), strict=True)
+    assert not root.exists(), "nothing was written: the plan task failed before stage 1"
+    plain, _ = train()
+    strict, _ = train(strict=True)  # clean data: strict only decides whether the run starts
+    assert {s: r["key"] for s, r in strict["stages"].items()} == {s: r["key"] for s, r in plain["stages"].items()}
+    assert set(statuses(strict).values()) == {"reused"} and strict["warnings"] == []

@@ -135,6 +135,11 @@ def test_reads_data_from_s3(s3_root, tiny_splits, cache_home):
     with fsspec.open(uri, "wb") as f, open(tiny_splits["train"], "rb") as src:
         f.write(src.read())
     assert load_split(uri, "train_data").content_hash == load_split(tiny_splits["train"], "train_data").content_hash
+    csv_uri = f"{s3_root}/data/train.csv"  # the header is read apart from pandas (repeats): also from S3
+    with fsspec.open(csv_uri, "wb") as f:
+        f.write(b"text,label,text\ngood,1,x\nbad,0,y\n")
+    data = load_split(csv_uri, "train_data").data
+    assert data.texts == ["good", "bad"] and data.duplicate_columns == {"text": (0, 2)}
 
 
 def test_dataset_label_is_short_and_readable():
