@@ -205,12 +205,17 @@ def test_predict_takes_key_prefixes_and_refuses_other_stages(config_file, tmp_pa
 
 @pytest.mark.slow
 def test_on_a_terminal_train_draws_progress_bars_and_quiet_turns_them_off(config_file, tmp_path):
+    import fcntl
     import pty
+    import struct
+    import termios
 
     def run(*extra: str) -> str:
         """The CLI with stderr on a pseudo-terminal, as in an interactive shell; returns what it drew there."""
         primary, secondary = pty.openpty()
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "160"}
+        # A new pseudo-terminal is 0 columns wide, and tqdm draws nothing in that: give it a shell's size.
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
         env.pop("PREFECT_API_URL", None)
         process = subprocess.Popen([sys.executable, "-m", "setfit_pipeline.flows.cli", "train", "--config",
                                     str(config_file), "--artifacts-root", str(tmp_path / f"a{len(extra)}"), *extra],
