@@ -167,6 +167,13 @@ def parquet(ctx: Any, name: str, columns: dict[str, list]) -> str:
     return str(path)
 
 
+def text_file(ctx: Any, name: str, text: str) -> str:
+    path = ctx.tmp_path / "data" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
 def parquet_columns(ctx: Any, name: str, names: list[str], columns: list[list]) -> str:
     """A Parquet file whose schema may repeat a name (pandas refuses to write one)."""
     path = ctx.tmp_path / "data" / name
@@ -272,6 +279,24 @@ PIPELINE_ROWS = [
                      "args": {**TINY_ARGS, "num_iterations": None}}, FINDING,
         r"train_data has 500 classes with at most 2 examples each \(more than 100\): pair sampling .* makes "
         r"249,500 pairs.*Use TrainingArguments\(preset=\"fast\"\) \(pipeline: args=\{\"preset\": \"fast\"\}\)"),
+    Row("pipe-jsonl-bad-line", "a JSON Lines file with a broken line",
+        lambda ctx: {"train_data": text_file(ctx, "train.jsonl", '{"text": "good", "label": 1}\n{"text": "bad", '
+                                                                 '"label": 0}\n{"text": "nice" "label": 1}\n')},
+        ValueError, r"could not read train_data '.*train.jsonl' as json: line 3 is not valid JSON: Expecting ',' "
+                    r"delimiter at column 17"),
+    Row("pipe-s3-no-credentials", "an `s3://` root with no AWS credentials anywhere",
+        lambda ctx: ctx.without_aws_credentials({"artifacts_root": "s3://setfit-artifacts/x"}), PermissionError,
+        r"no AWS credentials to write to s3://setfit-artifacts/x: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        r"\(or AWS_PROFILE.*\), or pass storage_options"),
+    Row("pipe-s3-unreachable", "an S3 endpoint that does not answer",
+        lambda ctx: {"artifacts_root": "s3://setfit-artifacts/x", "storage_options": {
+            "endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s"}}, OSError,
+        r"could not write to s3://setfit-artifacts/x after 4 attempts: .*is the S3 endpoint up, and is "
+        r"AWS_ENDPOINT_URL \(or storage_options\['endpoint_url'\]\) right\?"),
+    Row("pipe-s3-no-bucket", "an `s3://` root whose bucket does not exist",
+        lambda ctx: ctx.with_s3({"artifacts_root": "s3://no-such-bucket/x"}), FileNotFoundError,
+        r"bucket 'no-such-bucket' does not exist \(to write to s3://no-such-bucket/x\); create it or fix the "
+        r"s3:// URI"),
 ]
 
 
@@ -279,15 +304,31 @@ PIPELINE_ROWS = [
 class Context:
     tmp_path: Path
     tiny_model_dir: str
+    monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest
 
     def model(self) -> SetFitModel:
         return SetFitModel.from_pretrained(self.tiny_model_dir, device="cpu")
 
+    def without_aws_credentials(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """`changes`, with no AWS credentials anywhere botocore looks (environment, files, instance metadata)."""
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            self.monkeypatch.delenv(name, raising=False)
+        for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+            self.monkeypatch.setenv(name, str(self.tmp_path / "none"))
+        self.monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        return changes
+
+    def with_s3(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """`changes`, with the loopback S3 server up (its endpoint and credentials in AWS_*)."""
+        self.request.getfixturevalue("s3_server")
+        return changes
+
 
 @pytest.fixture
-def ctx(tmp_path, tiny_model_dir, cache_home, monkeypatch) -> Context:
+def ctx(tmp_path, tiny_model_dir, cache_home, monkeypatch, request) -> Context:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return Context(tmp_path, tiny_model_dir)
+    return Context(tmp_path, tiny_model_dir, monkeypatch, request)
 
 
 def check(row: Row, action: Callable[[], Any], caplog: pytest.LogCaptureFixture) -> None:
