@@ -83,6 +83,9 @@ def _add_train(commands: Any) -> None:
                        'e.g. \'{"C": 0.5}\'')
     train.add_argument("--differentiable-head", action="store_true", default=None,
                        help="train SetFitHead (torch) instead of LogisticRegression")
+    train.add_argument("--self-contained", action="store_true", default=None,
+                       help="copy the body's files into the model directory, so it loads on its own anywhere "
+                       "(default: the model references the body stage, which models sharing a body store once)")
     _add_scale_flags(train, "the embeddings stage")
     train.add_argument("--json", action="store_true", help="print the flow's result as JSON")
     train.set_defaults(func=_train)
@@ -107,6 +110,8 @@ def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
     params.update({name: value for name, value in flags.items() if value is not None})
     if cli.differentiable_head:
         params["use_differentiable_head"] = True
+    if cli.self_contained:
+        params["self_contained"] = True
     for name in ("train_data", "artifacts_root"):
         if not params.get(name):
             raise ValueError(f"--{name.replace('_', '-')} is required (or `{name}:` in --config)")

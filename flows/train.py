@@ -67,6 +67,7 @@ def train_pipeline(
     metric: Metric = "accuracy",
     metric_kwargs: dict[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
+    self_contained: bool = False,
     task_runner: TaskRunnerName = "default",
     dask_address: str | None = None,
     dask_workers: int | None = None,
@@ -80,6 +81,10 @@ def train_pipeline(
     SetFitHead ones with `use_differentiable_head`. `storage_options` go to s3fs (prefer AWS_* env
     vars for credentials: flow parameters are visible in the UI).
 
+    The model stage references the body stage it was built from (``body_ref.json``): models that share a
+    body store it once. `self_contained` copies the body's files into the model directory instead, for a
+    model shipped as one directory.
+
     Scaling out: ``task_runner="dask"`` shards the embeddings stage over a Dask cluster: a local one
     with `dask_workers` worker processes (default: one per core), or the scheduler at `dask_address`
     (e.g. ``"tcp://10.0.0.5:8786"``). `shards` defaults to the number of workers. Workers on other
@@ -90,7 +95,7 @@ def train_pipeline(
         "train_data": train_data, "artifacts_root": artifacts_root, "model": model, "args": args,
         "head_params": head_params, "eval_data": eval_data, "test_data": test_data,
         "column_mapping": column_mapping, "use_differentiable_head": use_differentiable_head, "metric": metric,
-        "metric_kwargs": metric_kwargs, "storage_options": storage_options,
+        "metric_kwargs": metric_kwargs, "storage_options": storage_options, "self_contained": self_contained,
     }).validate().to_dict()  # argument errors surface here, before any task
     plan = plan_task(job)
     stages = {"pairs": pairs_task(job, plan)}

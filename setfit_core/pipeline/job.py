@@ -38,6 +38,8 @@ class PipelineJob:
     metric: str = "accuracy"
     metric_kwargs: dict[str, Any] = field(default_factory=dict)
     storage_options: dict[str, Any] | None = None
+    # The model stage copies the body's files instead of referencing the body stage (export_stage.py).
+    self_contained: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PipelineJob:
@@ -69,6 +71,8 @@ class PipelineJob:
         for name in ("train_data", "artifacts_root", "model"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name!r} must be a non-empty path or URI; got {getattr(self, name)!r}")
+        if not isinstance(self.self_contained, bool):
+            raise ValueError(f"'self_contained' must be true or false; got {self.self_contained!r}")
         for name in ("head_params", "metric_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name!r} must be a dict; got {getattr(self, name)!r}")
