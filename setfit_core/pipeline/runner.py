@@ -26,6 +26,7 @@ from setfit_core.pipeline.export_stage import run_export
 from setfit_core.pipeline.head_stage import run_head
 from setfit_core.pipeline.inputs import PipelineData, load_pipeline_data, warn_long_texts
 from setfit_core.pipeline.job import PipelineJob
+from setfit_core.pipeline.lineage import lineage
 from setfit_core.pipeline.pairs_stage import run_pairs
 from setfit_core.pipeline.plan import StageSpec, plan_stages
 from setfit_core.pipeline.results import ProgressFn, StageResult, check_parents
@@ -98,7 +99,7 @@ class PipelineRun:
             return run_head(store, spec, data, device)
         if stage == "evaluation":
             return run_evaluation(store, spec, data, device)
-        return run_export(store, spec)
+        return run_export(store, spec, lineage(self.job))
 
     def run_all(self, progress: ProgressFn | None = None) -> dict[str, StageResult]:
         """Every stage in order; `progress` gets the long stages' updates."""
