@@ -231,7 +231,7 @@ def _show_text(details: StageDetails) -> str:
     lines += [f"parent:   {stage} {key}" for stage, key in sorted(m.parents.items())]
     for name in ("config", "inputs", "metrics", "timings", "versions"):
         if value := getattr(m, name):
-            lines.append(f"{name + ':':<9} {json.dumps(value, sort_keys=True)}")
+            lines.append(f"{name + ':':<9} {json.dumps(value, sort_keys=True, ensure_ascii=False)}")
     lines.append(f"files:    {len(m.files)}, {format_size(details.info.size)}")
     lines += [f"  {format_size(f.size):>10}  {f.sha256[:12]}  {f.path}" for f in m.files]
     if details.verified:
