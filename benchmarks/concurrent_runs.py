@@ -3,10 +3,10 @@
     python benchmarks/concurrent_runs.py --dataset sst2 --shots 8 --threads 2
 
 What a nightly run plus a manual one do. Each run is the real CLI in its own process (its own temporary
-Prefect API, as a user gets it). After an untimed warm-up run, alone: one run on a fresh root. Together:
-two runs on another fresh root, started at the same moment; the wall time is the later one's. With stage
-leases one run computes each stage and the other waits and reuses it, so together should take little
-more than alone (target: at most 1.3x) with exactly one body computed. Prints one JSON object.
+Prefect API, as a user gets it). After an untimed warm-up run, alone: one run on a fresh root. Together: two
+runs on another fresh root, started at the same moment; the wall time is the later one's. With stage leases
+one run computes each stage and the other waits and reuses it, so together should take little more than
+alone (target: at most 1.3x) with exactly one body computed. Prints one JSON object.
 """
 
 from __future__ import annotations

@@ -146,6 +146,9 @@ def _add_train(commands: Any) -> None:
     train.add_argument("--strict", action="store_true", default=None,
                        help="stop before stage 1 (exit 2) on any data-quality warning: blank texts, classes with "
                        "one example, repeated columns, ...; without it they are printed and training runs")
+    train.add_argument("--self-contained", action="store_true", default=None,
+                       help="copy the body's files into the model directory, so it loads on its own anywhere "
+                       "(default: the model references the body stage, which models sharing a body store once)")
     _add_scale_flags(train, "the embeddings stage")
     train.add_argument("--json", action="store_true", help="print the flow's result as JSON")
     _add_verbose(train)
@@ -195,6 +198,8 @@ def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
         params["use_differentiable_head"] = True
     if cli.strict:
         params["strict"] = True
+    if cli.self_contained:
+        params["self_contained"] = True
     for name in ("train_data", "artifacts_root"):
         if not params.get(name):
             raise ValueError(f"--{name.replace('_', '-')} is required (or `{name}:` in --config)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from setfit_core.artifacts import ArtifactStore
@@ -22,9 +22,11 @@ from setfit_core.artifacts.gc import (
     GcPolicy,
     GcResult,
     GcSelection,
+    Lineage,
     StageDetails,
     StageInfo,
     apply_gc,
+    format_duration,
     list_artifacts,
     parse_duration,
     select_gc,
@@ -35,10 +37,12 @@ PROG = "setfit-pipeline"
 ROOT_HELP = "artifacts root: a local directory or s3://bucket/prefix (S3 credentials from the AWS_* environment)"
 GC_DESCRIPTION = """\
 Delete stages that no kept model and no newer manifest references. Kept: the --keep-last newest
-model stages, the models given with --keep, their evaluations and every stage they were built
-from. Also kept: stages created within --older-than (a running pipeline may be building on them)
-and every stage those reference. Everything else is deleted, children before parents, together
-with temp dirs that crashed writers left behind. Dry run unless --yes.
+model stages of each lineage (a training setup: training data location, TrainingArguments, head
+settings, base model; models published without a lineage form one group), the models given with
+--keep, their evaluations and every stage they were built from. Also kept: stages created within
+--older-than (a running pipeline may be building on them) and every stage those reference.
+Everything else is deleted, children before parents, together with temp dirs that crashed writers
+left behind. The plan says why each stage stays or goes. Dry run unless --yes.
 """
 
 
@@ -94,7 +98,7 @@ def _add_gc(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=3,
         metavar="N",
-        help="keep the N newest model stages and what they were built from (default: 3)",
+        help="keep the N newest model stages of each lineage and what they were built from (default: 3)",
     )
     gc.add_argument(
         "--keep",
@@ -190,15 +194,6 @@ def format_time(created_at: str) -> str:
         return created_at
 
 
-def format_duration(age: timedelta) -> str:
-    """The largest whole unit: 7d, 12h, 30m, 45s (as ``--older-than`` takes it)."""
-    seconds = int(age.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s" if seconds else "0"
-
-
 def _info_dict(info: StageInfo) -> dict:
     return {
         "stage": info.stage,
@@ -236,7 +231,7 @@ def _show_text(details: StageDetails) -> str:
     lines += [f"parent:   {stage} {key}" for stage, key in sorted(m.parents.items())]
     for name in ("config", "inputs", "metrics", "timings", "versions"):
         if value := getattr(m, name):
-            lines.append(f"{name + ':':<9} {json.dumps(value, sort_keys=True)}")
+            lines.append(f"{name + ':':<9} {json.dumps(value, sort_keys=True, ensure_ascii=False)}")
     lines.append(f"files:    {len(m.files)}, {format_size(details.info.size)}")
     lines += [f"  {format_size(f.size):>10}  {f.sha256[:12]}  {f.path}" for f in m.files]
     if details.verified:
@@ -255,16 +250,17 @@ def _selection_text(selection: GcSelection, older_than: str) -> str:
         if policy.older_than
         else "no stage for its age (--older-than 0)"
     )
-    lines = [f"Keeping the newest {_plural(policy.keep_last, 'model')}{extra}, what they were built from, and {age}."]
+    models = _plural(policy.keep_last, "model")
+    lines = [f"Keeping the newest {models} of each lineage{extra}, what they were built from, and {age}."]
+    if selection.lineages:
+        lines.append("\nLineages, by newest model:")
+        lines.append(_table([_lineage_row(lineage, policy.keep_last) for lineage in selection.lineages], indent="  "))
     if selection.candidates:
         size = format_size(selection.bytes_freed)
         lines.append(f"\nWould delete {_plural(len(selection.candidates), 'stage')}, {size}:")
-        lines.append(
-            _table(
-                [(i.stage, i.key[:12], format_size(i.size), format_time(i.created_at)) for i in selection.candidates],
-                indent="  ",
-            )
-        )
+        rows = [(i.stage, i.key[:12], format_size(i.size), format_time(i.created_at), selection.reason_to_delete(i))
+                for i in selection.candidates]
+        lines.append(_table(rows, indent="  "))
     else:
         lines.append("\nNothing to delete.")
     if selection.kept:
@@ -278,6 +274,14 @@ def _selection_text(selection: GcSelection, older_than: str) -> str:
     temp_age = format_duration(selection.temp_older_than)
     lines.append(f"\nAlso removes temp dirs of crashed writers older than {temp_age}.")
     return "\n".join(lines)
+
+
+def _lineage_row(lineage: Lineage, keep_last: int) -> tuple[str, ...]:
+    if lineage.id is None:
+        name = ("unknown", "models published before lineages were recorded")
+    else:
+        name = (lineage.id[:12], lineage.label)
+    return (*name, f"{_plural(len(lineage.models), 'model')}, {lineage.kept} kept by --keep-last {keep_last}")
 
 
 def _result_text(result: GcResult) -> str:

@@ -71,6 +71,7 @@ def train_pipeline(
     metric: Metric = "accuracy",
     metric_kwargs: dict[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
+    self_contained: bool = False,
     task_runner: TaskRunnerName = "default",
     dask_address: str | None = None,
     dask_workers: int | None = None,
@@ -84,6 +85,10 @@ def train_pipeline(
     (e.g. ``{"num_iterations": 20, "seed": 0}``). `head_params`: LogisticRegression parameters, or
     SetFitHead ones with `use_differentiable_head`. `storage_options` go to s3fs (prefer AWS_* env
     vars for credentials: flow parameters are visible in the UI).
+
+    The model stage references the body stage it was built from (``body_ref.json``): models that share a
+    body store it once. `self_contained` copies the body's files into the model directory instead, for a
+    model shipped as one directory.
 
     Scaling out: ``task_runner="dask"`` shards the embeddings stage over a Dask cluster: a local one
     with `dask_workers` worker processes (default: one per core), or the scheduler at `dask_address`
@@ -101,6 +106,7 @@ def train_pipeline(
             "head_params": head_params, "eval_data": eval_data, "test_data": test_data,
             "column_mapping": column_mapping, "use_differentiable_head": use_differentiable_head, "metric": metric,
             "metric_kwargs": metric_kwargs, "storage_options": storage_options, "strict": strict,
+            "self_contained": self_contained,
         }).validate().to_dict()  # argument errors surface here, before any task
         return _stages(job, scale)
     except Exception as exc:

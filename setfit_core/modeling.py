@@ -114,7 +114,8 @@ class SetFitModel:
     ) -> SetFitModel:
         """Load a saved SetFit model, or start a new one from a sentence-transformers body.
 
-        `model_id` defaults to the bundled offline all-MiniLM-L6-v2.
+        `model_id` defaults to the bundled offline all-MiniLM-L6-v2. A pipeline model stage that references
+        its body stage (``body_ref.json``) loads its body from there, ``../../body/<key>`` beside it.
         """
         from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
 

@@ -90,12 +90,38 @@ def test_gc_dry_run_prints_the_plan_and_deletes_nothing(two_runs, capsys):
     code, out, _ = cli(capsys, "gc", root, "--keep-last", "1", "--older-than", "0")
     assert code == 0 and tree_snapshot(Path(root)) == before
     assert "Would delete 3 stages, 1.3 KiB:" in out and "Dry run: nothing was deleted" in out
-    assert f"model       {second['model'][:12]}" in out and "kept model (newest 1)" in out
+    assert "unknown  models published before lineages were recorded  2 models, 1 kept by --keep-last 1" in out
+    assert f"model       {second['model'][:12]}" in out and "kept model: newest of unknown lineage" in out
+    assert "2nd newest model of unknown lineage (--keep-last 1)" in out
     assert f"ancestor of kept model {second['model'][:8]}" in out
     assert f"evaluation of kept model {second['model'][:8]}" in out
     code, out, _ = cli(capsys, "gc", root, "--keep-last", "0")  # the default 7d: everything is fresh
     assert code == 0 and "Nothing to delete." in out and f"model       {first['model'][:12]}" in out
-    assert "newer than cutoff" in out and tree_snapshot(Path(root)) == before
+    assert "newer than 7d" in out and tree_snapshot(Path(root)) == before
+
+
+def test_gc_keeps_the_newest_of_each_lineage_and_says_why_each_stage_goes(tmp_path, cache_home, capsys):
+    root = str(tmp_path / "artifacts")
+    store = ArtifactStore(root)
+    old = fake_run(store, seed=0, lineage="a1b2c3d4e5f6")  # last night's model
+    new = fake_run(store, seed=1, lineage="a1b2c3d4e5f6")  # tonight's: new data, same lineage
+    head_only = fake_run(store, seed=1, c=0.5, lineage="0f9e8d7c6b5a")  # newer still, another lineage
+    code, out, _ = cli(capsys, "gc", root, "--keep-last", "1", "--older-than", "0")
+    assert code == 0 and "Keeping the newest 1 model of each lineage" in out
+    lineages = out.split("Lineages, by newest model:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split() for line in lineages] == [
+        ["0f9e8d7c6b5a", "0f9e8d7c6b5a", "data", "1", "model,", "1", "kept", "by", "--keep-last", "1"],
+        ["a1b2c3d4e5f6", "a1b2c3d4e5f6", "data", "2", "models,", "1", "kept", "by", "--keep-last", "1"],
+    ]
+    deleting = out.split("Would delete 6 stages, 2.4 KiB:\n")[1].split("\n\n")[0]
+    rows = {line.split()[1]: line for line in deleting.splitlines()}
+    assert set(rows) == {key[:12] for key in old.values()}
+    assert rows[old["model"][:12]].endswith("2nd newest model of lineage a1b2c3d4e5f6 data [a1b2c3d4] (--keep-last 1)")
+    for stage in ("pairs", "body", "embeddings", "head", "evaluation"):
+        assert rows[old[stage][:12]].endswith(f"only used by deleted model {old['model'][:8]}"), stage
+    for run in (new, head_only):
+        assert f"model       {run['model'][:12]}" in out
+    assert "kept model: newest of lineage 0f9e8d7c6b5a data [0f9e8d7c] (--keep-last 1)" in out
 
 
 def test_gc_yes_deletes_the_candidates_only(two_runs, capsys):

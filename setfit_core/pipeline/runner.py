@@ -27,6 +27,7 @@ from setfit_core.pipeline.export_stage import run_export
 from setfit_core.pipeline.head_stage import run_head
 from setfit_core.pipeline.inputs import PipelineData, load_pipeline_data, warn_long_texts
 from setfit_core.pipeline.job import PipelineJob
+from setfit_core.pipeline.lineage import lineage
 from setfit_core.pipeline.pairs_stage import run_pairs
 from setfit_core.pipeline.plan import StageSpec, plan_stages
 from setfit_core.pipeline.results import ProgressFn, StageResult, check_parents
@@ -111,7 +112,7 @@ class PipelineRun:
             return run_head(store, spec, data, device)
         if stage == "evaluation":
             return run_evaluation(store, spec, data, device)
-        return run_export(store, spec)
+        return run_export(store, spec, lineage(self.job))
 
     def _body_checkpoints(self, key: str) -> Checkpointing | None:
         """The job's `save_strategy` (setfit's default: every 500 steps), into the store's checkpoint directory

@@ -180,10 +180,11 @@ def evaluation_config(metric: str, metric_kwargs: dict[str, Any], splits: list[s
     return {"metric": metric, "metric_kwargs": dict(metric_kwargs), "splits": list(splits), "needs_body": end_to_end}
 
 
-def model_config() -> dict[str, Any]:
+def model_config(self_contained: bool = False) -> dict[str, Any]:
+    """`self_contained`: the body's files are copied in, instead of referenced (`export_stage`)."""
     from setfit_core.model_io.setfit_format import FORMAT_VERSION
 
-    return {"format_version": FORMAT_VERSION, "normalize_embeddings": False}
+    return {"format_version": FORMAT_VERSION, "normalize_embeddings": False, "self_contained": bool(self_contained)}
 
 
 def stage_args(config: dict[str, Any]) -> TrainingArguments:

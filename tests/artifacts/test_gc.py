@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from setfit_core.artifacts import ArtifactStore, stage_key
@@ -20,7 +22,7 @@ from setfit_core.artifacts.gc import (
     select_gc,
     show_stage,
 )
-from tests.conftest import tree_snapshot
+from tests.conftest import TINY_SPLITS, tree_snapshot
 
 TINY_ARGS = {"num_iterations": 2, "seed": 0, "num_epochs": [1, 2], "show_progress_bar": False}
 VERSIONS = {"setfit_core": "test"}
@@ -30,23 +32,31 @@ NO_AGE = timedelta(0)  # cutoff = now: age protects nothing, so only the model r
 # -- helpers ----------------------------------------------------------------------
 
 
-def put(store: ArtifactStore, stage: str, parents: dict[str, str], config: dict, size: int = 100) -> str:
+def put(
+    store: ArtifactStore, stage: str, parents: dict[str, str], config: dict, size: int = 100,
+    metrics: dict | None = None,
+) -> str:
     """Publish a synthetic stage with one file of ``size`` bytes (or reuse it, like the pipeline)."""
     key = stage_key(stage, config, parents, {}, VERSIONS)
     if store.find(stage, key) is None:
-        with store.write_stage(stage, key, parents=parents, config=config, inputs={}, versions=VERSIONS) as writer:
+        with store.write_stage(stage, key, parents=parents, config=config, inputs={}, versions=VERSIONS,
+                               metrics=metrics) as writer:
             (writer.dir / "data.bin").write_bytes(b"x" * size)
     return key
 
 
-def fake_run(store: ArtifactStore, seed: int = 0, c: float = 1.0) -> dict[str, str]:
-    """The pipeline's stage graph with synthetic files: same seed -> shared pairs, body and embeddings."""
+def fake_run(store: ArtifactStore, seed: int = 0, c: float = 1.0, lineage: str | None = None) -> dict[str, str]:
+    """The pipeline's stage graph with synthetic files: same seed -> shared pairs, body and embeddings.
+
+    `lineage`: the model manifest records ``{"id": lineage, "label": "<lineage> data"}``, as the export
+    stage does; without it the model is one published before lineages were recorded."""
     keys = {"pairs": put(store, "pairs", {}, {"seed": seed})}
     keys["body"] = put(store, "body", {"pairs": keys["pairs"]}, {"seed": seed}, size=1000)
     keys["embeddings"] = put(store, "embeddings", {"body": keys["body"]}, {})
     keys["head"] = put(store, "head", {"embeddings": keys["embeddings"]}, {"C": c})
     keys["evaluation"] = put(store, "evaluation", {"head": keys["head"], "embeddings": keys["embeddings"]}, {})
-    keys["model"] = put(store, "model", {"head": keys["head"], "body": keys["body"]}, {}, size=1100)
+    metrics = {"lineage": {"id": lineage, "label": f"{lineage} data"}} if lineage else None
+    keys["model"] = put(store, "model", {"head": keys["head"], "body": keys["body"]}, {}, size=1100, metrics=metrics)
     return keys
 
 
@@ -66,6 +76,22 @@ def assert_lineage_closed(store: ArtifactStore) -> None:
     present = stored(store)
     dangling = [(m.stage, m.key[:8], p) for m in store.list_stages() for p in m.parents.items() if p not in present]
     assert not dangling, dangling
+
+
+@pytest.fixture
+def nightly_data(tmp_path) -> Callable[[int], str]:
+    """``nightly_data(day)``: write that day's training data to one fixed path (a nightly job's input) and
+    return the path. Each day adds rows, so its content (and every stage key) changes; the path does not."""
+    path = tmp_path / "nightly" / "train.parquet"
+    path.parent.mkdir(exist_ok=True)
+
+    def write(day: int) -> str:
+        extra = {"text": ["good film", "bad film"] * day, "label": ["positive", "negative"] * day}
+        rows = {name: TINY_SPLITS["train"][name] + extra[name] for name in ("text", "label")}
+        pd.DataFrame(rows).to_parquet(path, index=False)
+        return str(path)
+
+    return write
 
 
 @pytest.fixture
@@ -89,42 +115,78 @@ def pipeline(tiny_model_dir, tiny_splits, single_torch_thread, cache_home):
     return run
 
 
-def four_runs(pipeline, root: str) -> dict[str, dict[str, str]]:
-    """a, b, d share pairs/body/embeddings (head-only changes); c has another seed, so its own body."""
-    runs = {"a": pipeline(root), "b": pipeline(root, head_params={"C": 0.5})}
-    runs["c"] = pipeline(root, args={**TINY_ARGS, "seed": 1})
-    runs["d"] = pipeline(root, head_params={"C": 0.25})
+def four_runs(pipeline, nightly_data, root: str) -> dict[str, dict[str, str]]:
+    """Two lineages, two models each, oldest first: the nightly job (a: day 1, c: day 2, new data at the same
+    path) and a head-only experiment (b: C=0.5 on day 1's data, reusing a's pairs, body and embeddings; d: the
+    same on day 2's data, reusing c's)."""
+    runs = {"a": pipeline(root, train_data=nightly_data(1))}
+    runs["b"] = pipeline(root, train_data=nightly_data(1), head_params={"C": 0.5})
+    runs["c"] = pipeline(root, train_data=nightly_data(2))
+    runs["d"] = pipeline(root, train_data=nightly_data(2), head_params={"C": 0.5})
     return runs
 
 
 # -- real pipeline runs -----------------------------------------------------------
 
 
-def test_gc_keeps_the_newest_models_and_everything_they_were_built_from(pipeline, tmp_path):
+def test_gc_keeps_the_newest_models_of_each_lineage_and_everything_they_were_built_from(
+    pipeline, nightly_data, tmp_path
+):
     root = str(tmp_path / "artifacts")
-    runs = four_runs(pipeline, root)
+    runs = four_runs(pipeline, nightly_data, root)
     store = ArtifactStore(root)
-    plan = select_gc(store, GcPolicy(keep_last=2, older_than=NO_AGE))
+    assert select_gc(store, GcPolicy(keep_last=2, older_than=NO_AGE)).candidates == ()
+    plan = select_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
 
-    expected = ids(runs["a"], *RUN_OUTPUTS) | ids(runs["b"], *RUN_OUTPUTS)
+    expected = ids(runs["a"], *runs["a"]) | ids(runs["b"], *RUN_OUTPUTS)  # day 1's stages
     assert {info.id for info in plan.candidates} == expected
-    reasons = {(k.info.stage, k.info.key): k.reason for k in plan.kept}
+    nightly, experiment = (_lineage(store, runs[name]["model"]) for name in ("c", "d"))
+    assert nightly["id"] != experiment["id"]
+    assert nightly["label"] == "nightly-train · LogisticRegression"
+    assert experiment["label"] == "nightly-train · LogisticRegression(C=0.5)"
+    reasons = {k.info.id: k.reason for k in plan.kept}
+    assert reasons[("model", runs["c"]["model"])] == (
+        f"kept model: newest of lineage {nightly['label']} [{nightly['id'][:8]}] (--keep-last 1)")
     d_model = runs["d"]["model"][:8]
-    assert reasons[("model", runs["d"]["model"])] == "kept model (newest 2)"
-    assert reasons[("body", runs["d"]["body"])] in {
-        f"ancestor of kept model {d_model}",
-        f"ancestor of kept model {runs['c']['model'][:8]}",
-    }
+    assert reasons[("body", runs["d"]["body"])] in {f"ancestor of kept model {d_model}",
+                                                   f"ancestor of kept model {runs['c']['model'][:8]}"}
     assert reasons[("evaluation", runs["d"]["evaluation"])] == f"evaluation of kept model {d_model}"
+    why = {info.id: plan.reason_to_delete(info) for info in plan.candidates}
+    assert why[("model", runs["a"]["model"])] == (
+        f"2nd newest model of lineage {nightly['label']} [{nightly['id'][:8]}] (--keep-last 1)")
+    a_and_b = ", ".join(sorted(runs[name]["model"][:8] for name in "ab"))
+    assert why[("body", runs["a"]["body"])] == f"only used by deleted models {a_and_b}"
+    assert why[("head", runs["b"]["head"])] == f"only used by deleted model {runs['b']['model'][:8]}"
+    assert [(lin.id, lin.models, lin.kept) for lin in plan.lineages] == [
+        (experiment["id"], (runs["d"]["model"], runs["b"]["model"]), 1),
+        (nightly["id"], (runs["c"]["model"], runs["a"]["model"]), 1),
+    ]
     assert plan.bytes_freed == sum(info.size for info in plan.candidates) > 0
 
 
-def test_dry_run_touches_nothing_and_apply_deletes_exactly_the_candidates(pipeline, tmp_path):
+def test_a_newer_head_only_model_does_not_push_out_the_nightly_one(pipeline, tmp_path):
     root = str(tmp_path / "artifacts")
-    runs = four_runs(pipeline, root)
+    nightly = pipeline(root)
+    experiment = pipeline(root, head_params={"C": 0.5})  # newer, its own lineage
+    plan = select_gc(ArtifactStore(root), GcPolicy(keep_last=1, older_than=NO_AGE))
+    assert plan.candidates == ()
+    reasons = {k.info.id: k.reason for k in plan.kept}
+    labels = {reasons[("model", run["model"])] for run in (nightly, experiment)}
+    assert {label.split(" [")[0] for label in labels} == {
+        "kept model: newest of lineage tiny-splits0-train · LogisticRegression",
+        "kept model: newest of lineage tiny-splits0-train · LogisticRegression(C=0.5)",
+    }
+    # The lineage is recorded beside the key, never in it: the same job gives the same key and lineage again.
+    statuses: dict[str, str] = {}
+    assert pipeline(root, statuses) == nightly and set(statuses.values()) == {"reused"}
+
+
+def test_dry_run_touches_nothing_and_apply_deletes_exactly_the_candidates(pipeline, nightly_data, tmp_path):
+    root = str(tmp_path / "artifacts")
+    runs = four_runs(pipeline, nightly_data, root)
     store = ArtifactStore(root)
     before = tree_snapshot(Path(root))
-    plan = select_gc(store, GcPolicy(keep_last=2, older_than=NO_AGE))
+    plan = select_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
     assert tree_snapshot(Path(root)) == before, "planning reads manifests only"
 
     result = apply_gc(store, plan)
@@ -134,9 +196,9 @@ def test_dry_run_touches_nothing_and_apply_deletes_exactly_the_candidates(pipeli
     for name in ("c", "d"):
         _assert_model_loads(store, runs[name]["model"])
     statuses: dict[str, str] = {}
-    assert pipeline(root, statuses, head_params={"C": 0.25}) == runs["d"]
+    assert pipeline(root, statuses, train_data=nightly_data(2), head_params={"C": 0.5}) == runs["d"]
     assert set(statuses.values()) == {"reused"}, statuses
-    pipeline(root, statuses, args={**TINY_ARGS, "seed": 1})
+    pipeline(root, statuses, train_data=nightly_data(2))
     assert set(statuses.values()) == {"reused"}, statuses
 
 
@@ -149,7 +211,7 @@ def test_stages_a_newer_run_references_are_protected(pipeline, tmp_path):
     plan = select_gc(ArtifactStore(root), GcPolicy(keep_last=0, older_than=NO_AGE), now=cutoff)
 
     reasons = {k.info.id: k.reason for k in plan.kept}
-    assert reasons[("model", new["model"])] == "newer than cutoff"
+    assert reasons[("model", new["model"])] == "created after the cutoff"
     assert reasons[("body", old["a"]["body"])] == f"referenced by newer model {new['model'][:8]}"
     assert set(reasons) == ids(new, *new)
     assert {i.id for i in plan.candidates} == ids(old["a"], *RUN_OUTPUTS) | ids(old["c"], *old["c"])
@@ -158,19 +220,22 @@ def test_stages_a_newer_run_references_are_protected(pipeline, tmp_path):
         ArtifactStore(root), GcPolicy(keep_last=0, keep=(old["c"]["model"][:10],), older_than=NO_AGE), now=cutoff
     )
     assert {i.id for i in keep.candidates} == ids(old["a"], *RUN_OUTPUTS)
-    assert {k.reason for k in keep.kept if k.info.stage == "model"} == {"kept model (--keep)", "newer than cutoff"}
+    assert {k.reason for k in keep.kept if k.info.stage == "model"} == {"kept model (--keep)",
+                                                                         "created after the cutoff"}
 
 
-def test_gc_on_s3_keeps_a_loadable_model_and_its_stages(pipeline, s3_root):
+def test_gc_on_s3_keeps_a_loadable_model_and_its_stages(pipeline, s3_root, tmp_path):
     first = pipeline(s3_root)
     second = pipeline(s3_root, head_params={"C": 0.5})
     store = ArtifactStore(s3_root)
-    plan = select_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
+    assert select_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE)).candidates == (), "two lineages, 1 each"
+    plan = select_gc(store, GcPolicy(keep_last=0, keep=(second["model"],), older_than=NO_AGE))
     assert {i.id for i in plan.candidates} == ids(first, *RUN_OUTPUTS)
     result = apply_gc(store, plan)
     assert {i.id for i in result.deleted} == ids(first, *RUN_OUTPUTS)
     assert stored(store) == ids(second, *second)
-    _assert_model_loads(store, second["model"])
+    # Loads through a fresh cache: the model stage and the body stage it references come from S3.
+    _assert_model_loads(ArtifactStore(s3_root, cache_dir=tmp_path / "fresh-cache"), second["model"])
     statuses: dict[str, str] = {}
     pipeline(s3_root, statuses, head_params={"C": 0.5})
     assert set(statuses.values()) == {"reused"}, statuses
@@ -178,12 +243,50 @@ def test_gc_on_s3_keeps_a_loadable_model_and_its_stages(pipeline, s3_root):
 
 def _assert_model_loads(store: ArtifactStore, key: str) -> None:
     from setfit_core import SetFitModel
+    from setfit_core.pipeline.batch_predict import fetch_model
 
-    model = SetFitModel.from_pretrained(str(store.local_path("model", key)), device="cpu")
+    with fetch_model(store.stage_uri("model", key)) as location:
+        model = SetFitModel.from_pretrained(location, device="cpu")
     assert len(model.predict(["good movie", "awful film"])) == 2
 
 
+def _lineage(store: ArtifactStore, model_key: str) -> dict[str, str]:
+    return store.find("model", model_key).metrics["lineage"]
+
+
 # -- synthetic stages: order, races, crashes, edge cases ---------------------------
+
+
+def test_keep_last_counts_per_lineage_and_models_without_one_form_one_group(tmp_path):
+    store = ArtifactStore(tmp_path / "artifacts")
+    unknown = [fake_run(store, seed=0), fake_run(store, seed=1)]  # published before lineages were recorded
+    nightly = [fake_run(store, seed=2, lineage="nightly0"), fake_run(store, seed=3, lineage="nightly0")]
+    experiment = fake_run(store, seed=3, c=0.5, lineage="headonly")  # newest, reuses nightly[1]'s body
+    plan = select_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
+
+    assert {i.id for i in plan.candidates} == ids(unknown[0], *unknown[0]) | ids(nightly[0], *nightly[0])
+    assert [(lin.id, lin.label, len(lin.models)) for lin in plan.lineages] == [
+        ("headonly", "headonly data", 1), ("nightly0", "nightly0 data", 2), (None, "", 2)]
+    why = {info.id: plan.reason_to_delete(info) for info in plan.candidates}
+    assert why[("model", unknown[0]["model"])] == "2nd newest model of unknown lineage (--keep-last 1)"
+    assert why[("model", nightly[0]["model"])] == "2nd newest model of lineage nightly0 data [nightly0] (--keep-last 1)"
+    assert why[("body", nightly[0]["body"])] == f"only used by deleted model {nightly[0]['model'][:8]}"
+    assert why[("evaluation", nightly[0]["evaluation"])] == f"only used by deleted model {nightly[0]['model'][:8]}"
+    reasons = {k.info.id: k.reason for k in plan.kept}
+    assert reasons[("model", unknown[1]["model"])] == "kept model: newest of unknown lineage (--keep-last 1)"
+    assert reasons[("model", experiment["model"])] == (
+        "kept model: newest of lineage headonly data [headonly] (--keep-last 1)")
+    three = select_gc(store, GcPolicy(keep_last=3, older_than=NO_AGE))
+    assert three.candidates == () and {k.reason for k in three.kept} >= {
+        "kept model: 2nd newest of lineage nightly0 data [nightly0] (--keep-last 3)"}
+
+
+def test_a_stage_no_model_uses_says_so(tmp_path):
+    store = ArtifactStore(tmp_path / "artifacts")
+    keys = fake_run(store, lineage="nightly0")
+    orphan = put(store, "head", {"embeddings": keys["embeddings"]}, {"C": 7.0})  # a run that died before export
+    plan = select_gc(store, GcPolicy(keep_last=1, older_than=NO_AGE))
+    assert [(i.id, plan.reason_to_delete(i)) for i in plan.candidates] == [(("head", orphan), "used by no model")]
 
 
 def test_candidates_come_children_first_and_a_crash_leaves_no_orphans(tmp_path, monkeypatch):
@@ -246,7 +349,7 @@ def test_gc_with_the_default_age_keeps_fresh_stages(tmp_path):
     fake_run(store, seed=0)
     fake_run(store, seed=1)
     plan = select_gc(store, GcPolicy(keep_last=0))
-    assert not plan.candidates and {k.reason for k in plan.kept} >= {"newer than cutoff"}
+    assert not plan.candidates and {k.reason for k in plan.kept} >= {"newer than 7d"}
     later = select_gc(store, GcPolicy(keep_last=0), now=datetime.now(timezone.utc) + timedelta(days=8))
     assert len(later.candidates) == 12
 

@@ -50,6 +50,14 @@ def test_train_from_a_config_file_then_a_head_only_change_from_flags(config_file
         "pairs": "reused", "body": "reused", "embeddings": "reused",
         "head": "computed", "evaluation": "computed", "model": "computed"}
 
+    # --self-contained changes only the model stage: a directory holding the body's files too.
+    assert main(["train", "--config", str(config_file), "--head-params", '{"C": 0.25}', "--self-contained",
+                 "--json"]) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    assert {s for s, r in shipped["stages"].items() if r["status"] == "computed"} == {"model"}
+    assert os.path.exists(os.path.join(shipped["model_uri"], "model.safetensors"))
+    assert not os.path.exists(os.path.join(result["model_uri"], "model.safetensors"))
+
     output = tmp_path / "predictions.parquet"
     assert main(["predict", result["model_uri"], tiny_splits["test"], str(output)]) == 0
     assert "predicted 6 rows" in capsys.readouterr().out

@@ -57,7 +57,7 @@ CASES = [
     ("embeddings", "embeddings.parquet", _truncate, {"embeddings"}),
     ("head", "model_head.safetensors", _flip, {"head"}),
     ("evaluation", "metrics.json", _wrong_hash_in_manifest, {"evaluation"}),
-    ("model", "model.safetensors", _rehash_claim, {"model"}),
+    ("model", "body_ref.json", _rehash_claim, {"model"}),  # the reference to the body stage
 ]
 
 

@@ -152,6 +152,11 @@ def test_differentiable_head(make_job, end_to_end):
     body = SetFitModel.from_pretrained(results["body"].uri, device="cpu").model_body.state_dict()
     exported = model.model_body.state_dict()
     assert all(torch.equal(body[k], exported[k]) for k in body) is not end_to_end
+    # The model references the stage holding its body: the body stage, or the end-to-end head stage.
+    ref = results["model"].manifest.metrics["body_ref"]
+    assert ref == ({"stage": "head", "key": results["head"].key} if end_to_end
+                   else {"stage": "body", "key": results["body"].key})
+    assert not (Path(results["model"].uri) / "model.safetensors").exists()
 
 
 def test_a_failing_stage_publishes_nothing(make_job, tmp_path, monkeypatch):
