@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-GROUP = ["dataset", "shots", "device", "recipe", "amp"]
-BASELINE, CANDIDATE = "setfit", "setfit_core"
+GROUP = ["dataset", "num_classes", "shots", "device", "amp"]
+BASELINE, PROBE = "setfit", "probe"
+# Rows of each table, in this order; each trained library gets a ratio row against setfit and a gain over the probe.
+LIBRARIES = ("setfit_core", "fast", "setfit", "probe")
+TRAINED = ("setfit_core", "fast")
 # (column, header, format); peak_gpu_mib only shows when some run was on cuda.
 METRICS = [
     ("body_s", "body s", "{:.1f}"),
@@ -41,7 +44,7 @@ def _mean_std(values: pd.Series, fmt: str) -> str:
 
 
 def _ratio_cells(base: pd.DataFrame, cand: pd.DataFrame, columns: list[str]) -> dict[str, str]:
-    """Ratios of means, oriented so that > 1 means setfit_core is better; differences in points."""
+    """Ratios of means, oriented so that > 1 means the candidate is better; differences in points."""
     def mean(df: pd.DataFrame, col: str) -> float:
         return float(df[col].mean()) if col in df and df[col].notna().any() else float("nan")
 
@@ -62,8 +65,8 @@ def _ratio_cells(base: pd.DataFrame, cand: pd.DataFrame, columns: list[str]) -> 
 
 
 def config_label(key: tuple) -> str:
-    dataset, shots, device, recipe, amp = key
-    return f"{dataset} {shots}-shot, {device}, recipe {recipe}" + (", amp" if amp else "")
+    dataset, classes, shots, device, amp = key
+    return f"{dataset} ({classes} classes) {shots}-shot, {device}" + (", amp" if amp else "")
 
 
 def _probe_note(df: pd.DataFrame) -> str:
@@ -86,16 +89,43 @@ def config_table(key: tuple, df: pd.DataFrame) -> list[str]:
              f"test rows {sorted(df.num_test.unique().tolist())}{_probe_note(df)}", "",
              "| library | n | " + " | ".join(headers[c] for c in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
-    for library in (CANDIDATE, BASELINE):
+    for library in LIBRARIES:
         part = df[df.library == library]
         if not part.empty:
             cells = [_mean_std(part[c], formats[c]) for c in columns]
             lines.append(f"| {library} | {len(part)} | " + " | ".join(cells) + " |")
-    if set(df.library) >= {BASELINE, CANDIDATE}:
-        ratios = _ratio_cells(df[df.library == BASELINE], df[df.library == CANDIDATE], columns)
-        lines.append("| setfit_core vs setfit | | " + " | ".join(ratios[c] for c in columns) + " |")
-    notes = sorted(set(df.get("recipe_note", pd.Series(dtype=str)).dropna()))
-    return lines + [""] + [f"Note: {n}" for n in notes] + ([""] if notes else [])
+    accuracy = [c for c in columns if c in ("accuracy", "macro_f1")]
+    for library in TRAINED:
+        for base in (BASELINE, PROBE):
+            if library in set(df.library) and base in set(df.library):
+                ratios = _ratio_cells(df[df.library == base], df[df.library == library], columns)
+                shown = columns if base == BASELINE else accuracy  # against the probe only accuracy means anything
+                lines.append(f"| {library} vs {base} | | " + " | ".join(ratios[c] if c in shown else ""
+                                                                          for c in columns) + " |")
+    return lines + [""]
+
+
+def classes_table(df: pd.DataFrame) -> list[str]:
+    """Accuracy of every library per (dataset, classes, shots), fewest classes first: where fine-tuning pays."""
+    present = [lib for lib in LIBRARIES if lib in set(df.library)]
+    lines = ["## Accuracy by number of classes", "",
+             "| dataset | classes | shots | device | " + " | ".join(present) + " | fast − setfit | fast − probe "
+             "| fast time / setfit time |", "|---|---:|---:|---|" + "---:|" * (len(present) + 3)]
+    for (classes, dataset, shots, device), part in df.groupby(["num_classes", "dataset", "shots", "device"]):
+        mean = {lib: part[part.library == lib] for lib in present}
+        acc = {lib: float(p.accuracy.mean()) if len(p) else float("nan") for lib, p in mean.items()}
+        cells = [f"{acc[lib]:.3f}" if np.isfinite(acc[lib]) else "–" for lib in present]
+        time = "–"
+        if "fast" in mean and BASELINE in mean and len(mean["fast"]) and len(mean[BASELINE]):
+            time = f"{mean['fast'].body_s.mean() / mean[BASELINE].body_s.mean():.1%}"
+        lines.append(f"| {dataset} | {classes} | {shots} | {device} | " + " | ".join(cells)
+                     + f" | {_gain(acc, 'fast', BASELINE)} | {_gain(acc, 'fast', PROBE)} | {time} |")
+    return lines + [""]
+
+
+def _gain(acc: dict[str, float], a: str, b: str) -> str:
+    gain = 100 * (acc.get(a, np.nan) - acc.get(b, np.nan))
+    return f"{gain:+.1f} pt" if np.isfinite(gain) else "–"
 
 
 def versions_line(df: pd.DataFrame) -> str:
@@ -110,10 +140,14 @@ def write_summary(out: Path) -> None:
     out = Path(out)
     df = load_results(out / "results.jsonl")
     groups = list(df.groupby(GROUP, sort=True))
-    lines = ["# setfit_core vs setfit 1.2.0", "",
-             "Mean ± std over seeds (one fresh process per run). Ratio row: body/head speed-up = setfit s / "
-             "setfit_core s; steps/s and predict = setfit_core / setfit; memory = setfit_core / setfit; accuracy "
-             "and macro-F1 = setfit_core − setfit in points.", "", f"Versions: {versions_line(df)}", ""]
+    lines = ["# setfit_core vs setfit 1.2.0 vs the frozen probe", "",
+             "Libraries: setfit_core (setfit's default recipe), fast (setfit_core with preset=\"fast\"), setfit "
+             "(1.2.0, default recipe), probe (the untouched body with the LogisticRegression head: what the body "
+             "gave before fine-tuning). Mean ± std over seeds (one fresh process per run). Ratio rows against "
+             "setfit: body/head speed-up = setfit s / ours; steps/s and predict = ours / setfit; memory = ours / "
+             "setfit; accuracy and macro-F1 = ours − setfit in points. Rows against the probe: accuracy and "
+             "macro-F1 gained by fine-tuning, in points.", "", f"Versions: {versions_line(df)}", ""]
+    lines += classes_table(df)
     for key, part in groups:
         lines += config_table(key, part)
     failures = out / "failures.jsonl"
@@ -136,25 +170,26 @@ def write_png(path: Path, groups: list[tuple[tuple, pd.DataFrame]]) -> str | Non
         note = "summary.png skipped: matplotlib is not installed (pip install matplotlib, then --summarize DIR)."
         print(note, file=sys.stderr)
         return note
-    labels = [config_label(k).replace(", recipe", "\n") for k, _ in groups]
+    labels = [config_label(k).replace(" classes) ", " classes)\n") for k, _ in groups]
     x, width = np.arange(len(groups)), 0.38
     fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * len(groups)), 4.5))
     tops = np.zeros(len(groups))
-    for offset, library in ((-width / 2, BASELINE), (width / 2, CANDIDATE)):
+    for offset, library in ((-width / 2, BASELINE), (width / 2, "setfit_core")):
         parts = [g[g.library == library].body_s for _, g in groups]
         means = np.array([p.mean() if len(p) else np.nan for p in parts])
         stds = np.array([p.std(ddof=1) if len(p) > 1 else 0.0 for p in parts])
         ax.bar(x + offset, means, width, yerr=stds, capsize=3, label=library)
         tops = np.fmax(tops, np.nan_to_num(means + stds))
     for i, (_, g) in enumerate(groups):
-        base, cand = g[g.library == BASELINE].body_s.mean(), g[g.library == CANDIDATE].body_s.mean()
+        base, cand = g[g.library == BASELINE].body_s.mean(), g[g.library == "setfit_core"].body_s.mean()
         if np.isfinite(base) and np.isfinite(cand):
             ax.annotate(f"speed-up {base / cand:.1f}×", (x[i], tops[i]), ha="center", va="bottom",
                         xytext=(0, 4), textcoords="offset points", fontsize=9, fontweight="bold")
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("body phase (s), mean ± std over seeds")
     ax.set_title("Contrastive body training: setfit 1.2.0 vs setfit_core")
-    lows = [g.body_s.min() for _, g in groups]
+    lows = [g[g.library.isin((BASELINE, "setfit_core"))].body_s.min() for _, g in groups]
+    lows = [low for low in lows if np.isfinite(low) and low > 0] or [1.0]
     if max(tops) > 20 * max(min(lows), 1e-9):  # 8-shot bars would vanish next to 64-shot ones
         ax.set_yscale("log")
         ax.set_ylabel("body phase (s, log scale), mean ± std over seeds")

@@ -1,6 +1,8 @@
-"""Side-by-side benchmark: setfit_core vs setfit==1.2.0 on the same few-shot samples, model and recipe.
+"""Side-by-side benchmark: setfit_core (default recipe and preset="fast") vs setfit==1.2.0 vs the frozen probe,
+on the same few-shot samples and model.
 
     python benchmarks/compare_setfit.py --datasets sst2 --shots 8 --seeds 0 --test-rows 200   # smoke run
+    python benchmarks/compare_setfit.py --datasets hwu64 --classes 8,64 --shots 8 --device cuda  # many classes
     python benchmarks/compare_setfit.py --summarize benchmarks/results/<timestamp>             # rebuild report
     python benchmarks/compare_setfit.py --pairs-memory                                         # 2x8 vs 5x64 RSS
     python benchmarks/compare_setfit.py --pairs-memory --gradient-checkpointing                # the same, checkpointed
@@ -27,8 +29,9 @@ REPO = HERE.parent
 # The working tree's setfit_core is the one under test, installed or not (e.g. on the GPU machine).
 sys.path.insert(1, str(REPO))
 
-LIBRARIES = ("setfit_core", "setfit")
-RECIPES = ("default", "fast")
+# setfit_core: setfit's default recipe; fast: setfit_core with preset="fast"; setfit: setfit 1.2.0's default
+# recipe; probe: the frozen-probe baseline (the untouched body, the LogisticRegression head alone).
+LIBRARIES = ("setfit_core", "fast", "setfit", "probe")
 # Set for every worker (the caller's own values win): nothing may reach a hub, no tracker may start,
 # tokenizers must not fork threads, and no progress bars (transformers' "Loading weights" bar follows
 # huggingface_hub's switch; datasets' "Map" bar has its own) clutter the logs or cost time.
@@ -66,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each run (default: as is)")
     p.add_argument("--libraries", type=_libraries, default=list(LIBRARIES))
-    p.add_argument("--recipe", choices=RECIPES, default="default",
-                   help="'fast' passes TrainingArguments(preset='fast') to setfit_core only")
+    p.add_argument("--classes", type=_csv(int), default=None,
+                   help="also run each dataset cut to its first N labels (ascending), for each N; default: all")
     p.add_argument("--test-rows", type=int, default=None, help="evaluate on this many test rows (default: all)")
     p.add_argument("--data-root", default="/work/shared/data")
     p.add_argument("--model", default=None, help="model directory (default: setfit_core.default_model_path())")
@@ -95,6 +98,8 @@ def check_args(args: argparse.Namespace) -> None:
                          "--libraries setfit_core")
     if min(args.shots) <= 0:
         raise SystemExit(f"--shots must be positive ints; got {args.shots!r}")
+    if args.classes is not None and min(args.classes) < 2:
+        raise SystemExit(f"--classes must be ints >= 2; got {args.classes!r}")
     if args.model is not None and not Path(args.model).is_dir():
         raise SystemExit(f"--model {args.model!r} is not a directory; pass a saved sentence-transformers model")
     for name in [PAIRS_DATASET] if args.pairs_memory else args.datasets:
@@ -105,18 +110,19 @@ def check_args(args: argparse.Namespace) -> None:
 # ---- orchestration -------------------------------------------------------------------------------
 
 
-def run_order(args: argparse.Namespace) -> Iterator[tuple[str, int, int, str]]:
-    """(dataset, shots, seed, library) in ABBA order: libraries alternate who goes first per seed, so a
-    machine that warms up, throttles or gets busier over time hits both libraries alike."""
+def run_order(args: argparse.Namespace) -> Iterator[tuple[str, int | None, int, int, str]]:
+    """(dataset, classes, shots, seed, library) in ABBA order: libraries alternate who goes first per seed, so
+    a machine that warms up, throttles or gets busier over time hits every library alike."""
     for dataset in args.datasets:
-        for shots in args.shots:
-            for i, seed in enumerate(args.seeds):
-                for library in args.libraries if i % 2 == 0 else args.libraries[::-1]:
-                    yield dataset, shots, seed, library
+        for classes in args.classes or [None]:
+            for shots in args.shots:
+                for i, seed in enumerate(args.seeds):
+                    for library in args.libraries if i % 2 == 0 else args.libraries[::-1]:
+                        yield dataset, classes, shots, seed, library
 
 
 def base_spec(args: argparse.Namespace) -> dict[str, Any]:
-    return {"device": args.device, "threads": args.threads, "recipe": args.recipe, "amp": args.amp,
+    return {"device": args.device, "threads": args.threads, "amp": args.amp,
             "data_root": str(args.data_root), "model": args.model, "test_rows": args.test_rows}
 
 
@@ -143,8 +149,9 @@ def spawn(spec: dict[str, Any], out: Path, name: str) -> dict[str, Any] | None:
 
 
 def _brief(r: dict[str, Any]) -> str:
-    return (f"load {r['load_s']:.1f} s, body {r['body_s']:.1f} s ({r['body_steps']} steps, "
-            f"{r['steps_per_s']:.2f}/s), head {r['head_s']:.2f} s, predict {r['predict_texts_per_s']:.0f} texts/s, "
+    steps = f" ({r['body_steps']} steps, {r['steps_per_s']:.2f}/s)" if r.get("body_steps") else ""
+    return (f"load {r['load_s']:.1f} s, body {r['body_s']:.1f} s{steps}, head {r['head_s']:.2f} s, "
+            f"predict {r['predict_texts_per_s']:.0f} texts/s, "
             f"RSS {r['peak_rss_mib']:.0f} MiB, acc {r['accuracy']:.3f}, F1 {r['macro_f1']:.3f}")
 
 
@@ -155,11 +162,12 @@ def run_matrix(args: argparse.Namespace, out: Path) -> int:
     (out / "config.json").write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v)
                                                  for k, v in vars(args).items()}, indent=2))
     runs, failed = list(run_order(args)), 0
-    for n, (dataset, shots, seed, library) in enumerate(runs, 1):
-        name = f"{library}-{dataset}-{shots}shot-seed{seed}"
+    for n, (dataset, classes, shots, seed, library) in enumerate(runs, 1):
+        cut = f"-{classes}classes" if classes else ""
+        name = f"{library}-{dataset}{cut}-{shots}shot-seed{seed}"
         print(f"[{n}/{len(runs)}] {name}", flush=True)
-        spec = {**base_spec(args), "kind": "run", "library": library, "dataset": dataset, "shots": shots,
-                "seed": seed}
+        spec = {**base_spec(args), "kind": "run", "library": library, "dataset": dataset, "classes": classes,
+                "shots": shots, "seed": seed}
         result = spawn(spec, out, name)
         if result is None:
             failed += 1
@@ -181,7 +189,7 @@ def run_pairs_memory(args: argparse.Namespace, out: Path) -> int:
     libraries alternate). The verdict is setfit_core's ratio; setfit's runs put it in context (setfit holds its
     pairs as a dataset of text pairs and encodes every text of every step)."""
     out.mkdir(parents=True, exist_ok=True)
-    libraries = args.libraries
+    libraries = [lib for lib in args.libraries if lib in ("setfit_core", "setfit")]  # the pair recipe's two
     if args.gradient_checkpointing and "setfit" in libraries:
         print("setfit has no gradient checkpointing switch in its TrainingArguments: its runs are left out")
         libraries = [lib for lib in libraries if lib != "setfit"]

@@ -25,7 +25,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import wait
 from prefect.runtime import deployment, flow_run
 from setfit_pipeline.tasks.body import body_task
-from setfit_pipeline.tasks.common import artifact_key, failure_artifact
+from setfit_pipeline.tasks.common import artifact_key, failure_artifact, run_logger
 from setfit_pipeline.tasks.dask_runner import ScaleOut, TaskRunnerName
 from setfit_pipeline.tasks.embedding_shards import (
     assemble_embeddings_task,
@@ -42,6 +42,7 @@ from setfit_pipeline.tasks.plan import plan_task
 from setfit_pipeline.tasks.shards import remove_parts_task
 
 from setfit_core.pipeline import DEFAULT_MODEL, PipelineJob, dataset_label
+from setfit_core.pipeline.evaluation_stage import probe_comparisons
 from setfit_core.pipeline.report import metric_rows, summary_markdown
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "matthews_correlation"]
@@ -157,9 +158,14 @@ def _report(plan: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str
     dataset, warnings = plan["dataset"], plan["warnings"]
     metrics = stages["evaluation"]["metrics"] if "evaluation" in stages else {}
     model_uri = stages["model"]["uri"]
-    create_markdown_artifact(summary_markdown(dataset, stages, model_uri, [w["message"] for w in warnings]),
+    below_probe = [c for c in probe_comparisons(metrics) if c.below]
+    for comparison in below_probe:  # logged here too: a reused evaluation stage logs nothing itself
+        run_logger().warning("%s", comparison.message())
+    create_markdown_artifact(summary_markdown(dataset, stages, model_uri, [w["message"] for w in warnings],
+                                              [c.message() for c in below_probe]),
                              key=artifact_key("summary", dataset),
-                             description="Stages of this run: computed or reused, seconds, key, URI; data warnings")
+                             description="Stages of this run: computed or reused, seconds, key, URI; data warnings; "
+                                         "metrics beside the frozen-probe baseline's")
     if metrics:
         create_table_artifact(metric_rows(metrics), key=artifact_key("metrics", dataset),
                               description="Accuracy, macro-F1 and per-class precision / recall / F1 per split")
@@ -168,7 +174,9 @@ def _report(plan: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str
         "stages": {stage: {k: result[k] for k in public} for stage, result in stages.items()},
         "metrics": metrics,
         "model_uri": model_uri,
-        "warnings": warnings,
+        # Data-quality findings, then splits where the model scored below the frozen-probe baseline.
+        "warnings": [*warnings, *({"check": "below-probe", "split": c.split, "message": c.message()}
+                                  for c in below_probe)],
     }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, clone
 
 from setfit_core.args import TrainingArguments
 from setfit_core.data import LabeledTexts, LabelEncoder, load_labeled
@@ -15,7 +16,8 @@ from setfit_core.data_quality import DataWarning, split_warnings, train_warnings
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.options import EngineOptions
 from setfit_core.metrics import check_metric, compute_metric
-from setfit_core.modeling import SetFitModel
+from setfit_core.modeling import SetFitModel, build_sklearn_head
+from setfit_core.probe import ProbeComparison, compare, probe_predictions
 from setfit_core.seeding import set_seed
 from setfit_core.tokenization import max_length_of, warn_if_truncated
 from setfit_core.training.classifier_phase import fit_differentiable_head, fit_end_to_end, fit_sklearn_head
@@ -59,6 +61,10 @@ class Trainer:
 
         Data-quality findings (blank texts, classes with one example, ...) are logged as warnings and kept
         in `data_warnings`; `setfit_core.check_data_quality(..., strict=True)` raises them instead.
+
+        With an `eval_dataset`, phase 1 first scores the frozen-probe baseline on it (the untouched body with
+        the model's LogisticRegression head: `probe_metrics`), and `evaluate()` warns when the trained model
+        scores below it (`probe_comparison`).
         """
         if model is None and model_init is None:
             raise ValueError("Trainer needs a model: pass model=SetFitModel.from_pretrained(...) or model_init=")
@@ -78,6 +84,8 @@ class Trainer:
         self.train_split = self._load_train(train_dataset) if train_dataset is not None else None
         self.eval_split = self.encode_split(eval_dataset, "eval_dataset") if eval_dataset is not None else None
         self.body_result: BodyTrainingResult | None = None
+        self.probe_metrics: dict[str, float] | None = None
+        self.probe_comparison: ProbeComparison | None = None
 
     # ---- data -----------------------------------------------------------------------------------
     def _load_train(self, dataset: Any) -> EncodedSplit:
@@ -151,6 +159,8 @@ class Trainer:
         args = args or self.args
         split = self._require_train()
         eval_split = self.eval_split
+        if eval_split is not None and self.probe_metrics is None:
+            self.probe_metrics = self._score_probe(split, eval_split)
         self.model.freeze("head")
         self.model.unfreeze("body")
         self.body_result = train_body(
@@ -186,14 +196,32 @@ class Trainer:
         fit_differentiable_head(model.model_head, embeddings, split.ids, args)
         model.unfreeze("body")
 
+    def _score_probe(self, split: EncodedSplit, eval_split: EncodedSplit) -> dict[str, float]:
+        """The frozen-probe baseline on the eval split, while the body is still untouched."""
+        head = self.model.model_head
+        if isinstance(head, BaseEstimator):
+            probe_head = clone(head)  # the model's own head settings, unfitted
+        else:  # a differentiable head: setfit's default head stands in
+            probe_head = build_sklearn_head({}, self.model.multi_target_strategy)
+        encode = lambda texts: self.model.encode(texts, batch_size=64, show_progress_bar=False)  # noqa: E731
+        predicted = probe_predictions(encode, probe_head, split.texts, split.ids, {"eval": eval_split.texts})
+        return compute_metric(self.metric, predicted["eval"], eval_split.ids, self.metric_kwargs)
+
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, dataset: Any = None, metric_key_prefix: str | None = None) -> dict[str, float]:
-        """Metric on `dataset` (default: the eval_dataset); names computed locally with scikit-learn."""
+        """Metric on `dataset` (default: the eval_dataset); names computed locally with scikit-learn.
+
+        On the eval_dataset after training, a model below the frozen-probe baseline is logged as a warning
+        with both numbers (`probe_comparison` holds them)."""
         split = self.encode_split(dataset, "dataset") if dataset is not None else self.eval_split
         if split is None:
             raise ValueError("no dataset to evaluate: pass evaluate(dataset) or Trainer(eval_dataset=...)")
         y_pred = self.model.predict(split.texts, as_numpy=True, use_labels=False, show_progress_bar=False)
         result = compute_metric(self.metric, np.asarray(y_pred), split.ids, self.metric_kwargs)
+        if dataset is None and self.probe_metrics is not None:
+            self.probe_comparison = compare("eval_dataset", self.metric, result, self.probe_metrics)
+            if self.probe_comparison is not None and self.probe_comparison.below:
+                logger.warning("%s", self.probe_comparison.message())
         if metric_key_prefix:
             result = {f"{metric_key_prefix}_{k}": v for k, v in result.items()}
         return result

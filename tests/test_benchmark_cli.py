@@ -76,3 +76,29 @@ def test_pairs_memory_checkpointed_leaves_setfit_out(compare_setfit, tmp_path, m
     assert "no gradient checkpointing switch" in capsys.readouterr().out
     summary = json.loads((tmp_path / "out" / "pairs_memory.json").read_text())
     assert summary["verdict"] == "PASS" and "setfit_core_5x64_over_setfit_2x8" not in summary
+
+
+def _row(library, dataset, classes, accuracy, body_s):
+    return {"library": library, "dataset": dataset, "num_classes": classes, "shots": 8, "device": "cuda",
+            "amp": False, "seed": 0, "accuracy": accuracy, "macro_f1": accuracy, "body_s": body_s, "head_s": 0.1,
+            "num_test": 100, "device_name": "H200", "cpu_model": None, "torch_threads": 16,
+            "versions": {"setfit": "1.2.0"}}
+
+
+def test_summary_sets_the_four_rows_side_by_side_fewest_classes_first(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from _report import write_summary
+
+    rows = [_row("setfit", "hwu64", 64, 0.77, 250.0), _row("fast", "hwu64", 64, 0.84, 5.0),
+            _row("probe", "hwu64", 64, 0.78, 0.0), _row("setfit_core", "hwu64", 64, 0.76, 40.0),
+            _row("setfit", "sst2", 2, 0.65, 10.0), _row("fast", "sst2", 2, 0.67, 1.0),
+            _row("probe", "sst2", 2, 0.64, 0.0)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_summary(tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    table = summary[summary.index("## Accuracy by number of classes"):].split("\n\n")[1].splitlines()
+    assert table[0] == ("| dataset | classes | shots | device | setfit_core | fast | setfit | probe | fast − setfit "
+                        "| fast − probe | fast time / setfit time |")
+    assert table[2] == "| sst2 | 2 | 8 | cuda | – | 0.670 | 0.650 | 0.640 | +2.0 pt | +3.0 pt | 10.0% |"
+    assert table[3] == "| hwu64 | 64 | 8 | cuda | 0.760 | 0.840 | 0.770 | 0.780 | +7.0 pt | +6.0 pt | 2.0% |"
+    assert "| fast vs probe | |  |  | +6.0 pt | +6.0 pt |" in summary

@@ -3,35 +3,46 @@
 The head predicts from the cached embeddings (streamed one row group at a time); the end-to-end
 variant has its own fine-tuned body, so it loads the head stage's whole model and encodes the texts.
 ``metrics.json`` (and the manifest's ``metrics``) hold, per split, the metric asked for plus
-accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix, and under ``probe``
+the frozen-probe baseline's accuracy, macro-F1 and metric: the base model's untouched body with the same
+(unfitted) head, or setfit's LogisticRegression for a differentiable head, fitted on the train split
+(`setfit_core.probe`). `probe_comparisons` says where the model scored below it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, clone
 
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.artifacts.stagedir import StageWriter
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.metrics import classification_report, compute_metric
+from setfit_core.model_io.body_loading import load_body
 from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
-from setfit_core.modeling import SetFitModel
+from setfit_core.modeling import SetFitModel, build_sklearn_head
 from setfit_core.pipeline.embeddings_stage import iter_split, read_labels
 from setfit_core.pipeline.inputs import PipelineData
 from setfit_core.pipeline.plan import StageSpec
 from setfit_core.pipeline.results import StageResult, find_or_compute, parent_dir
+from setfit_core.probe import ProbeComparison, compare, probe_predictions
+
+logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 
 
 def run_evaluation(
-    store: ArtifactStore, spec: StageSpec, data: PipelineData | None = None, device: str | None = None
+    store: ArtifactStore, spec: StageSpec, data: PipelineData | None = None, device: str | None = None,
+    base_model: str | None = None,
 ) -> StageResult:
-    """`data` is read only by the end-to-end variant (it encodes the texts again)."""
+    """`data`: the run's texts, for the end-to-end variant (it encodes them again) and the probe. `base_model`
+    (the job's model, whose body phase 1 started from): also score the frozen-probe baseline."""
 
     def compute(writer: StageWriter) -> None:
         if spec.config["needs_body"]:
@@ -39,14 +50,41 @@ def run_evaluation(
         else:
             predictions = _predict_from_embeddings(store, spec)
         names, per_split = predictions
-        metrics = {
-            split: score(spec.config["metric"], spec.config["metric_kwargs"], y_pred, y_true, names)
-            for split, (y_pred, y_true) in per_split.items()
-        }
+        metric, metric_kwargs = spec.config["metric"], spec.config["metric_kwargs"]
+        metrics = {split: score(metric, metric_kwargs, y_pred, y_true, names)
+                   for split, (y_pred, y_true) in per_split.items()}
+        if base_model is not None:
+            for split, y_probe in _probe(store, spec, data, base_model, device).items():
+                full = score(metric, metric_kwargs, y_probe, per_split[split][1], names)
+                metrics[split]["probe"] = {k: full[k] for k in dict.fromkeys(("accuracy", "macro_f1", metric))}
+            for comparison in probe_comparisons(metrics):
+                if comparison.below:
+                    logger.warning("%s", comparison.message())
         (writer.dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         writer.metrics.update(metrics)
 
     return find_or_compute(store, spec, compute)
+
+
+def probe_comparisons(metrics: dict[str, dict[str, Any]]) -> list[ProbeComparison]:
+    """Per split with a probe score: the model's and the probe's value of the metric asked for."""
+    found = (compare(split, m["metric"], m, m["probe"]) for split, m in metrics.items() if "probe" in m)
+    return [c for c in found if c is not None]
+
+
+def _probe(store: ArtifactStore, spec: StageSpec, data: PipelineData | None, base_model: str,
+           device: str | None) -> dict[str, np.ndarray]:
+    """The frozen-probe baseline's predictions per evaluated split."""
+    if data is None:
+        raise RuntimeError("the frozen-probe baseline needs the run's data; pass data= to run_evaluation")
+    head_dir = str(parent_dir(store, spec, "head"))
+    trained = load_saved_head(head_dir, read_saved_config(head_dir), device="cpu", trust_pickle=False)
+    # The model's own head settings, unfitted; a differentiable head: setfit's default head stands in.
+    head = clone(trained) if isinstance(trained, BaseEstimator) else build_sklearn_head({}, None)
+    untouched = SetFitModel(load_body(base_model, device=device))
+    encode = lambda texts: np.asarray(untouched.encode(texts, batch_size=64), dtype=np.float32)  # noqa: E731
+    splits = {split: data.splits[split].texts for split in spec.config["splits"]}
+    return probe_predictions(encode, head, data.train.texts, data.train.label_ids, splits)
 
 
 def score(

@@ -33,6 +33,8 @@ def metric_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
                    "macro_f1": _r(report["macro_f1"]), "rows": report.get("rows")}
         if name and name not in overall and isinstance(report.get(name), (int, float)):
             overall[name] = _r(report[name])
+        for key, value in report.get("probe", {}).items():  # the frozen-probe baseline, same split
+            overall[f"probe_{key}"] = _r(value)
         rows.append(overall)
         for label, scores in report["per_class"].items():
             rows.append({"split": split, "class": label, "precision": _r(scores["precision"]),
@@ -43,8 +45,9 @@ def metric_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
 
 
 def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], model_uri: str | None,
-                     warnings: Sequence[str] = ()) -> str:
-    """The run summary: the stages, the data-quality `warnings` (messages) if any, metrics and the model."""
+                     warnings: Sequence[str] = (), below_probe: Sequence[str] = ()) -> str:
+    """The run summary: the stages, the data-quality `warnings` (messages) if any, metrics beside the
+    frozen-probe baseline's, the `below_probe` messages (splits where the model scored below it), the model."""
     rows = stage_rows(results)
     reused = sum(r["status"] == "reused" for r in rows)
     lines = [
@@ -65,9 +68,16 @@ def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], mod
     ]
     evaluation = results.get("evaluation")
     if evaluation:
-        lines += ["", "| split | accuracy | macro-F1 |", "|---|---:|---:|"]
-        lines += [f"| {split} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |"
-                  for split, m in evaluation["metrics"].items()]
+        lines += ["", "| split | accuracy | macro-F1 | frozen probe: accuracy | frozen probe: macro-F1 |",
+                  "|---|---:|---:|---:|---:|"]
+        for split, m in evaluation["metrics"].items():
+            probe = m.get("probe") or {}
+            lines.append(f"| {split} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {_cell(probe.get('accuracy'))} "
+                         f"| {_cell(probe.get('macro_f1'))} |")
+        lines += ["", "The frozen probe is the base model's untouched body with the same head: what the body "
+                  "gave before fine-tuning."]
+    if below_probe:
+        lines += ["", "## Fine-tuning did not help", "", *(f"- **{markdown_text(m)}**" for m in below_probe)]
     if model_uri:
         lines += ["", f"Model: `{model_uri}` (load with `setfit_core.SetFitModel.from_pretrained`)."]
     return "\n".join(lines) + "\n"
@@ -89,6 +99,10 @@ def text_table(rows: list[dict[str, Any]]) -> str:
     lines = [pad(columns), pad(["-" * w for w in widths])]
     lines += [pad(r) for r in cells]
     return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
 
 
 def _r(value: Any) -> Any:

@@ -111,7 +111,7 @@ class PipelineRun:
         if stage == "head":
             return run_head(store, spec, data, device)
         if stage == "evaluation":
-            return run_evaluation(store, spec, data, device)
+            return run_evaluation(store, spec, data, device, base_model=self.job.model)
         return run_export(store, spec, lineage(self.job))
 
     def _body_checkpoints(self, key: str) -> Checkpointing | None:

@@ -177,7 +177,10 @@ def head_config(args: TrainingArguments, head_params: dict[str, Any], differenti
 
 
 def evaluation_config(metric: str, metric_kwargs: dict[str, Any], splits: list[str], end_to_end: bool) -> dict:
-    return {"metric": metric, "metric_kwargs": dict(metric_kwargs), "splits": list(splits), "needs_body": end_to_end}
+    # "probe": the stage also scores the frozen-probe baseline (evaluation_stage.py); stages from before it
+    # lack that score, so the flag is keyed and they are recomputed rather than reused.
+    return {"metric": metric, "metric_kwargs": dict(metric_kwargs), "splits": list(splits), "needs_body": end_to_end,
+            "probe": True}
 
 
 def model_config(self_contained: bool = False) -> dict[str, Any]:

@@ -195,3 +195,19 @@ def test_strict_fails_in_the_plan_task_and_changes_no_key(train, dirty_train, tm
     strict, _ = train(strict=True)  # clean data: strict only decides whether the run starts
     assert {s: r["key"] for s, r in strict["stages"].items()} == {s: r["key"] for s, r in plain["stages"].items()}
     assert set(statuses(strict).values()) == {"reused"} and strict["warnings"] == []
+
+
+def test_a_model_below_the_frozen_probe_reaches_the_result_and_the_summary(train, tiny_splits):
+    """A deliberately bad recipe (body learning rate 1.0 wrecks the tiny body): the run finishes, and says so."""
+    result, flow_run_id = train(args={**ARGS, "num_iterations": 5, "body_learning_rate": 1.0})
+    (warning,) = result["warnings"]
+    evaluation = result["metrics"]["eval"]
+    assert warning["check"] == "below-probe" and warning["split"] == "eval"
+    assert warning["message"].startswith(
+        f"fine-tuning did not help on eval: the model's accuracy is {evaluation['accuracy']:.4f}, below the "
+        f"frozen-probe baseline's {evaluation['probe']['accuracy']:.4f}")
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    summary = {a.key: a for a in artifacts if a.key}[f"setfit-adhoc-{dataset_label(tiny_splits['train'])}-summary"].data
+    assert "## Fine-tuning did not help" in summary and "fine-tuning did not help on eval" in summary
