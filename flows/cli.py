@@ -232,6 +232,7 @@ def _train(cli: argparse.Namespace) -> int:
     if cli.json:
         print(json.dumps(result, indent=2))
         return 0
+    print(f"phase 1: {result['phase1']}\n")
     print(text_table(stage_rows(result["stages"])))
     if result["metrics"]:
         print("\n" + text_table(metric_rows(result["metrics"])))

@@ -44,6 +44,7 @@ def main() -> None:
                                 artifacts_root=str(ARTIFACTS), args=DEMO_ARGS)
     seconds = time.perf_counter() - started
     print(f"\nsetfit-train on the demo data: {seconds:.1f} s (Prefect start-up included)\n")
+    print(f"phase 1: {result['phase1']}\n")
     print(text_table(stage_rows(result["stages"])))
     print()
     print(text_table(metric_rows(result["metrics"])))

@@ -162,7 +162,7 @@ def _report(plan: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str
     for comparison in below_probe:  # logged here too: a reused evaluation stage logs nothing itself
         run_logger().warning("%s", comparison.message())
     create_markdown_artifact(summary_markdown(dataset, stages, model_uri, [w["message"] for w in warnings],
-                                              [c.message() for c in below_probe]),
+                                              [c.message() for c in below_probe], plan["phase1"]),
                              key=artifact_key("summary", dataset),
                              description="Stages of this run: computed or reused, seconds, key, URI; data warnings; "
                                          "metrics beside the frozen-probe baseline's")
@@ -174,6 +174,7 @@ def _report(plan: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str
         "stages": {stage: {k: result[k] for k in public} for stage, result in stages.items()},
         "metrics": metrics,
         "model_uri": model_uri,
+        "phase1": plan["phase1"],  # what phase 1 trained on: the fast preset's choice for this data
         # Data-quality findings, then splits where the model scored below the frozen-probe baseline.
         "warnings": [*warnings, *({"check": "below-probe", "split": c.split, "message": c.message()}
                                   for c in below_probe)],

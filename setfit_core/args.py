@@ -20,8 +20,10 @@ SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique", "label_balance
 PAIR_SAMPLING_STRATEGIES = SAMPLING_STRATEGIES[:3]
 INTERVAL_STRATEGIES = ("no", "steps", "epoch")
 PRESETS = (None, "fast")
-# The fast preset's batch: about this many texts, spread evenly over the labels (2 per label at least).
-FAST_BATCH_TEXTS = 64
+# The fast preset's batch: about this many texts, spread evenly over the labels (2 per label at least), and
+# its SupCon temperature; chosen on a grid over 2 to 64 classes (docs/performance.md, "The fast preset").
+FAST_BATCH_TEXTS = 256
+FAST_TEMPERATURE = 0.05
 # setfit passes these to the triplet losses; names instead of callables so args hash and round-trip.
 DISTANCE_METRICS = ("cosine_distance", "euclidean", "manhattan")
 
@@ -125,17 +127,21 @@ class TrainingArguments:
             self.eval_steps = self.logging_steps
 
     def _apply_fast_preset(self) -> None:
-        """`preset="fast"`: setfit's cosine-similarity loss over every pair of label-balanced batches,
-        few steps. Fields left at their setfit defaults take the preset's values; fields the caller set keep theirs."""
+        """`preset="fast"`: supervised contrastive learning (SupCon, temperature 0.05) on label-balanced
+        batches, each holding every label, for a number of steps that follows from the data (training/batches.py).
+        Fields left at their setfit defaults take the preset's values; fields the caller set keep theirs."""
         setfit_defaults = {"loss": "CosineSimilarityLoss", "batch_size": (16, 2), "body_learning_rate": (2e-5, 1e-5),
                            "loss_params": None, "sampling_strategy": "oversampling"}
-        fast = {"loss": "BatchCosineSimilarityLoss", "batch_size": (FAST_BATCH_TEXTS, 2),
-                "body_learning_rate": (5e-5, 1e-5), "loss_params": None, "sampling_strategy": "label_balanced"}
+        fast = {"loss": "SupConLoss", "batch_size": (FAST_BATCH_TEXTS, 2), "body_learning_rate": (5e-5, 1e-5),
+                "loss_params": {"temperature": FAST_TEMPERATURE, "base_temperature": FAST_TEMPERATURE},
+                "sampling_strategy": "label_balanced"}
         for name, default in setfit_defaults.items():
             value = getattr(self, name)
             value = tuple(value) if isinstance(value, list) else value
             if value == default or (name == "loss" and getattr(value, "__name__", None) == default):
                 setattr(self, name, fast[name])
+        if getattr(self.loss, "__name__", self.loss) != "SupConLoss" and self.loss_params == fast["loss_params"]:
+            self.loss_params = None  # the temperature is SupCon's: a loss the caller chose gets its own defaults
         # The preset is shorthand: once expanded, the fields say everything, so to_dict()/from_dict()
         # round-trip exactly and re-applying can never change a value the caller chose.
         self.preset = None

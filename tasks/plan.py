@@ -19,12 +19,13 @@ def _run_name(parameters: dict[str, Any]) -> str:
 def plan_task(job: dict[str, Any]) -> dict[str, Any]:
     """Read and validate the data (same errors as the library), then key every stage.
 
-    Returns ``{"dataset", "hashes", "keys", "warnings"}``; later tasks pin hashes and keys, so data edited
+    Returns ``{"dataset", "hashes", "keys", "warnings", "phase1"}``; later tasks pin hashes and keys, so data edited
     mid-run fails loudly instead of mixing stages of two datasets. The data-quality warnings are logged
     by the library (once, here) and shown in the run summary; with the job's ``strict`` they fail this task.
     """
     plan = PipelineRun(PipelineJob.from_dict(job)).summary()
     run_logger().info("planned %s: %s", plan["dataset"], ", ".join(f"{s} {k[:12]}" for s, k in plan["keys"].items()))
+    run_logger().info("phase 1: %s", plan["phase1"])
     if plan["warnings"]:
         run_logger().warning("%d data-quality warning(s), listed in the run summary: %s", len(plan["warnings"]),
                              "; ".join(w["check"] for w in plan["warnings"]))

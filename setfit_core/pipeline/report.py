@@ -45,9 +45,10 @@ def metric_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
 
 
 def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], model_uri: str | None,
-                     warnings: Sequence[str] = (), below_probe: Sequence[str] = ()) -> str:
-    """The run summary: the stages, the data-quality `warnings` (messages) if any, metrics beside the
-    frozen-probe baseline's, the `below_probe` messages (splits where the model scored below it), the model."""
+                     warnings: Sequence[str] = (), below_probe: Sequence[str] = (), phase1: str | None = None) -> str:
+    """The run summary: the stages, the data-quality `warnings` (messages) if any, what `phase1` trained on,
+    metrics beside the frozen-probe baseline's, the `below_probe` messages (splits where the model scored
+    below it), the model."""
     rows = stage_rows(results)
     reused = sum(r["status"] == "reused" for r in rows)
     lines = [
@@ -57,6 +58,8 @@ def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], mod
         f"{sum(r['seconds'] for r in rows):.1f} s in stages.",
         "",
     ]
+    if phase1:
+        lines += [f"Phase 1: {markdown_text(phase1)}.", ""]
     if warnings:
         lines += [f"## Data warnings ({len(warnings)})", "",
                   "Training went on; `strict=True` (`--strict`) stops a run on these before stage 1.", "",

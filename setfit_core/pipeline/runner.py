@@ -31,6 +31,7 @@ from setfit_core.pipeline.lineage import lineage
 from setfit_core.pipeline.pairs_stage import run_pairs
 from setfit_core.pipeline.plan import StageSpec, plan_stages
 from setfit_core.pipeline.results import ProgressFn, StageResult, check_parents
+from setfit_core.training.batches import describe_phase1
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +77,15 @@ class PipelineRun:
         return plan
 
     def summary(self) -> dict[str, Any]:
-        """Plain values naming this run: dataset label, data hashes, every stage key, and the data-quality
-        findings (`DataWarning.to_dict()`; not pinned: they follow from the data)."""
+        """Plain values naming this run: dataset label, data hashes, every stage key, the data-quality
+        findings (`DataWarning.to_dict()`) and what phase 1 trains on (`describe_phase1`: the `fast` preset's
+        batches and length follow from the data). The last two are not pinned: they follow from the data."""
         return {
             "dataset": dataset_label(self.job.train_data),
             "hashes": self.data.hashes,
             "keys": {stage: spec.key for stage, spec in self.plan.items()},
             "warnings": [w.to_dict() for w in self.data.warnings],
+            "phase1": describe_phase1(self.data.train.label_ids, self.job.training_args),
         }
 
     def run_stage(

@@ -64,6 +64,34 @@ def batch_stream(label_ids: np.ndarray, args: TrainingArguments, kind: str, max_
     return BatchStream(kind, min(total, max_steps) if max_steps > 0 else total, batches)
 
 
+def describe_phase1(label_ids: np.ndarray, args: TrainingArguments) -> str:
+    """One line saying what phase 1 trains on for this data: the loss, the batches, how many steps and the
+    learning rate. The `fast` preset's batches and length follow from the data (classes, examples per
+    class), so this is where a user sees what it chose."""
+    label_ids = np.asarray(label_ids)
+    params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v!r}"
+                       for k, v in (args.loss_params or {}).items())
+    loss = f"{args.loss_name}({params})" if params else args.loss_name
+    lr = f"body learning rate {args.body_embedding_learning_rate:g}"
+    if getattr(args._loss_class, "kind", "pair") == "pair":
+        pairs = f"num_iterations={args.num_iterations}" if args.num_iterations else args.sampling_strategy
+        return (f"{loss} on setfit's pairs ({pairs}), {args.embedding_batch_size} pairs a step, "
+                f"{args.embedding_num_epochs} epoch(s), {lr}")
+    if args.sampling_strategy != "label_balanced":
+        return (f"{loss} on label groups of {args.samples_per_label}, {args.embedding_batch_size} texts a step, "
+                f"{args.embedding_num_epochs} epoch(s), {lr}")
+    classes, counts = np.unique(label_ids, return_counts=True)
+    per_label = balanced_per_label(label_ids, args.embedding_batch_size)
+    batch_texts = int(np.minimum(counts, per_label).sum())
+    if args.max_steps > 0:
+        steps, why = args.max_steps, "max_steps"
+    else:
+        steps = fast_steps(len(label_ids), per_label * len(classes))
+        why = f"{FAST_EPOCHS:g} passes over {len(label_ids):,} texts, within {FAST_MIN_STEPS}–{FAST_MAX_STEPS}"
+    return (f"{loss} on label-balanced batches of {per_label} texts x {len(classes)} labels ({batch_texts} texts), "
+            f"{steps} steps ({why}), {lr}")
+
+
 def fast_steps(num_texts: int, batch_texts: int) -> int:
     """Steps of the fast preset: FAST_EPOCHS passes over the data, within [FAST_MIN_STEPS, FAST_MAX_STEPS]."""
     return int(min(FAST_MAX_STEPS, max(FAST_MIN_STEPS, round(FAST_EPOCHS * num_texts / batch_texts))))

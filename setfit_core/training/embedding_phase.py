@@ -24,7 +24,7 @@ from setfit_core.engine import Engine, EngineOptions, EngineReport, TokenCache, 
 from setfit_core.losses import build_loss
 from setfit_core.seeding import set_seed
 from setfit_core.tokenization import max_length_of
-from setfit_core.training.batches import BatchStream, batch_stream
+from setfit_core.training.batches import BatchStream, batch_stream, describe_phase1
 from setfit_core.training.checkpoints import Resume, load_checkpoint, restore, save_checkpoint
 from setfit_core.training.embedding_eval import EmbeddingEvaluator, is_logged, log_step, needs_whole_body, save_due
 from setfit_core.training.sampling import PairSet
@@ -71,8 +71,7 @@ def train_body(
     stream = batch_stream(np.asarray(label_ids), args, loss_fn.kind, args.max_steps, pairs)
     cache = TokenCache(body, texts, max_length_of(body, args.max_length))
     evaluator = EmbeddingEvaluator.create(body, loss_fn, eval_texts, eval_label_ids, args)
-    logger.info("body training: %d steps, %d pairs, batch size %d", stream.total_steps, stream.num_pairs,
-                args.embedding_batch_size)
+    logger.info("phase 1: %s", describe_phase1(label_ids, args))
     body.train()
     started = time.perf_counter()
     with start_engine(body, cache, loss_fn, args, engine or EngineOptions()) as running:

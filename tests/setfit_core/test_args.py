@@ -109,11 +109,15 @@ def test_eval_steps_imply_step_evaluation():
 
 def test_fast_preset_fills_fields_left_at_setfit_defaults():
     args = TrainingArguments(preset="fast")
-    assert args.loss is BatchCosineSimilarityLoss and args.loss_params is None
-    assert args.embedding_batch_size == 64 and args.body_embedding_learning_rate == 5e-5
+    assert args.loss is SupConLoss and args.loss_params == {"temperature": 0.05, "base_temperature": 0.05}
+    assert args.embedding_batch_size == 256 and args.body_embedding_learning_rate == 5e-5
     mine = TrainingArguments(preset="fast", batch_size=(32, 4), body_learning_rate=1e-5)
     assert mine.batch_size == (32, 4) and mine.body_learning_rate == (1e-5, 1e-5)
     assert TrainingArguments.from_dict(args.to_dict()) == args
+    # The temperature belongs to SupCon: another loss the caller chose keeps its own defaults.
+    other = TrainingArguments(preset="fast", loss=BatchCosineSimilarityLoss)
+    assert other.loss is BatchCosineSimilarityLoss and other.loss_params is None
+    assert other.sampling_strategy == "label_balanced"
 
 
 def test_unknown_preset_and_bad_loss_params():

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from setfit_core import BatchCosineSimilarityLoss, EngineOptions, SetFitModel, SupConLoss, Trainer, TrainingArguments
+from setfit_core import EngineOptions, SetFitModel, SupConLoss, Trainer, TrainingArguments
 from setfit_core.losses import LOSSES
 
 
@@ -152,7 +152,7 @@ def test_train_rejects_stray_keyword_arguments(model, tiny_data, tiny_args):
 
 def test_fast_preset_trains_on_balanced_batches(model, tiny_data, tiny_args):
     args = tiny_args.replace(preset="fast")
-    assert args.loss is BatchCosineSimilarityLoss
+    assert args.loss is SupConLoss and args.sampling_strategy == "label_balanced"
     trainer = Trainer(model, TrainingArguments(preset="fast", show_progress_bar=False, save_strategy="no", seed=0),
                       train_dataset=tiny_data, eval_dataset=tiny_data)
     trainer.train()

@@ -161,9 +161,9 @@ def test_loss_params_and_the_fast_preset_are_keyed(make_job):
     warmer = {**supcon, "loss_params": {"temperature": 0.2}}
     assert "body" in changed(keys(make_job(args=supcon)), keys(make_job(args=warmer)))
     fast = PipelineRun(make_job(args={**TINY_ARGS, "preset": "fast"})).plan["body"].config
-    assert fast["group_sampling"] == "label_balanced" and fast["loss"]["name"] == "BatchCosineSimilarityLoss"
+    assert fast["group_sampling"] == "label_balanced" and fast["loss"]["name"] == "SupConLoss"
     rebuilt = sc.stage_args(fast)
-    assert (rebuilt.sampling_strategy, rebuilt.loss_name) == ("label_balanced", "BatchCosineSimilarityLoss")
+    assert (rebuilt.sampling_strategy, rebuilt.loss_name) == ("label_balanced", "SupConLoss")
     assert rebuilt.embedding_batch_size == fast["batch_size"] and rebuilt.loss_params == fast["loss"]["params"]
 
 
