@@ -39,9 +39,11 @@ TEST_SUBSET_SEED = 0
 
 
 def few_shot_sample(train: pd.DataFrame, shots: int, seed: int, labels: list[int] | None = None) -> pd.DataFrame:
-    """The few-shot sample: per label in ascending order, `sample(n=shots, random_state=seed)`, concatenated."""
+    """The few-shot sample: per label in ascending order, `sample(n=shots, random_state=seed)`, concatenated.
+    A label with fewer than `shots` training rows gives all of them (hwu64 has one with 35)."""
     labels = sorted(train.label.unique()) if labels is None else labels
-    return pd.concat([train[train.label == lab].sample(n=shots, random_state=seed) for lab in labels])
+    return pd.concat([train[train.label == lab].sample(n=min(shots, int((train.label == lab).sum())),
+                                                       random_state=seed) for lab in labels])
 
 
 def load_split(data_root: str, dataset: str, split: str) -> pd.DataFrame:

@@ -131,6 +131,8 @@ def test_ui_names_and_artifacts(train, tiny_splits):
     assert by_key[f"setfit-adhoc-{dataset}-metrics"].type == "table"
     summary = by_key[f"setfit-adhoc-{dataset}-summary"].data
     assert all(key[:12] in summary for key in keys.values()) and "| computed |" in summary
+    assert result["phase1"].startswith("CosineSimilarityLoss on setfit's pairs")  # what phase 1 trained on
+    assert f"Phase 1: {result['phase1']}".split(" (")[0] in summary
     for stage, r in result["stages"].items():  # a local root: the path as text, no file:// link
         location = by_key[f"setfit-adhoc-{dataset}-{stage}"]
         assert location.type == "markdown" and f"`{r['uri']}`" in location.data

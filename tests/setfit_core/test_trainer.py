@@ -156,7 +156,7 @@ def test_fast_preset_trains_on_balanced_batches(model, tiny_data, tiny_args):
     trainer = Trainer(model, TrainingArguments(preset="fast", show_progress_bar=False, save_strategy="no", seed=0),
                       train_dataset=tiny_data, eval_dataset=tiny_data)
     trainer.train()
-    assert trainer.body_result.steps == 20  # FAST_MIN_STEPS for 16 texts
+    assert trainer.body_result.steps == 20  # FAST_MIN_STEPS_BINARY: 2 labels, 16 texts
     assert "accuracy" in trainer.evaluate()
 
 
