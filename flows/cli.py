@@ -261,9 +261,8 @@ def _train(cli: argparse.Namespace) -> int:
         print("\n" + text_table(metric_rows(result["metrics"])))
     print(f"\nmodel: {result['model_uri']}")
     promotion = result["promotion"]
-    if promotion["alias"] is not None:
-        verdict = "promoted" if promotion["promoted"] else "not promoted"
-        print(f"alias {promotion['alias']}: {verdict}: {promotion['reason']}")
+    if promotion["alias"] is not None:  # every reason says whether it promoted
+        print(f"alias {promotion['alias']}: {promotion['reason']}")
     return 0
 
 

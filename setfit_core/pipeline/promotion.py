@@ -171,8 +171,8 @@ def _decide(gate: PromotionGate, candidate: Candidate, eval_set: EvalSet, curren
     alias, new, metric = gate.alias, candidate.model_uri, candidate.metric
     name = candidate.metric_name
     if current is None:
-        return PromotionResult(alias, True, f"first model for alias {alias!r} ({name} {metric:.4f} on eval_data)",
-                               new, None, metric, None)
+        reason = f"promoted: first model for alias {alias!r} ({name} {metric:.4f} on eval_data)"
+        return PromotionResult(alias, True, reason, new, None, metric, None)
     old = current.model_uri
     if old.rstrip("/") == new.rstrip("/"):
         return PromotionResult(alias, False, f"alias {alias!r} already points to this model", new, old, metric,

@@ -52,7 +52,7 @@ def test_train_promote_predict_rollback_from_the_cli(config_file, tmp_path, tiny
     assert first["promotion"]["promoted"] is True
     assert main(["train", "--config", str(config_file), "--head-params", '{"C": 0.25}', "--min-improvement", "-1"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^alias production: promoted: promoted: accuracy 0\.\d{4} on this run's eval set", out, re.M), out
+    assert re.search(r"^alias production: promoted: accuracy 0\.\d{4} on this run's eval set", out, re.M), out
     second = AliasStore(ArtifactStore(root)).current("production")
     assert second.version == 2 and second.previous_model_uri == first["model_uri"]
 

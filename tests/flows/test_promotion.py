@@ -52,7 +52,7 @@ def test_promote_then_keep_the_better_model_then_refuse_a_label_change(train, tm
     first, run_id = train()
     promotion = first["promotion"]
     assert promotion == {"alias": "production", "promoted": True, "model_uri": first["model_uri"],
-                         "reason": "first model for alias 'production' (accuracy 0.7500 on eval_data)",
+                         "reason": "promoted: first model for alias 'production' (accuracy 0.7500 on eval_data)",
                          "previous_model_uri": None, "metric": 0.75, "previous_metric": None}
     record = json.loads((root / "aliases" / "production.json").read_text())
     assert (record["model_uri"], record["flow_run_id"], record["version"]) == (first["model_uri"], run_id, 1)
