@@ -5,6 +5,7 @@
     setfit-pipeline deploy                 # work pool + every deployment in deployments/prefect.yaml
     setfit-pipeline worker                 # runs the deployments' flow runs on this machine
     setfit-pipeline artifacts ls artifacts
+    setfit-pipeline models ls artifacts    # aliases: production -> the model batch prediction uses
 
 Expected failures (bad flags or config values, missing or unreadable files, S3 credentials or endpoints,
 bad data) print one line, `setfit-pipeline: error: <what, which value, the fix>`, and exit with status 2;
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from setfit_pipeline.flows.cli_artifacts import add_artifacts_parser
 
     add_artifacts_parser(commands)
+    from setfit_pipeline.flows.cli_models import add_models_parser
+
+    add_models_parser(commands)
     return parser
 
 
@@ -149,6 +153,13 @@ def _add_train(commands: Any) -> None:
     train.add_argument("--self-contained", action="store_true", default=None,
                        help="copy the body's files into the model directory, so it loads on its own anywhere "
                        "(default: the model references the body stage, which models sharing a body store once)")
+    gate = train.add_argument_group("promotion", "after evaluation, move an alias to the new model if it scores at "
+                                    "least as well as the alias's model on the same eval data")
+    gate.add_argument("--promote-to", metavar="ALIAS", help="the alias (default: production)")
+    gate.add_argument("--no-promote", action="store_true", default=None, help="no promotion gate")
+    gate.add_argument("--min-improvement", type=float, help="how much higher the metric must be (default: 0.0)")
+    gate.add_argument("--allow-label-change", action="store_true", default=None,
+                      help="promote even when the label set changed (the reason names the labels)")
     _add_scale_flags(train, "the embeddings stage")
     train.add_argument("--json", action="store_true", help="print the flow's result as JSON")
     _add_verbose(train)
@@ -200,11 +211,23 @@ def train_parameters(cli: argparse.Namespace) -> dict[str, Any]:
         params["strict"] = True
     if cli.self_contained:
         params["self_contained"] = True
+    for name in ("promote_to", "min_improvement", "allow_label_change"):
+        if getattr(cli, name) is not None:
+            params[name] = getattr(cli, name)
+    if cli.no_promote:
+        if cli.promote_to is not None:
+            raise ValueError("--no-promote and --promote-to contradict each other; pass one of them")
+        params["promote_to"] = None
     for name in ("train_data", "artifacts_root"):
         if not params.get(name):
             raise ValueError(f"--{name.replace('_', '-')} is required (or `{name}:` in --config)")
     job_fields = {k: v for k, v in params.items() if k in PipelineJob.__dataclass_fields__}
     PipelineJob.from_dict(job_fields).validate()
+    if params.get("promote_to", "production") is not None:
+        from setfit_core.pipeline.promotion import PromotionGate
+
+        PromotionGate(params.get("promote_to", "production"), params.get("min_improvement", 0.0),
+                      params.get("allow_label_change", False)).validate()
     _scale_out(params)
     return params
 
@@ -237,6 +260,9 @@ def _train(cli: argparse.Namespace) -> int:
     if result["metrics"]:
         print("\n" + text_table(metric_rows(result["metrics"])))
     print(f"\nmodel: {result['model_uri']}")
+    promotion = result["promotion"]
+    if promotion["alias"] is not None:  # every reason says whether it promoted
+        print(f"alias {promotion['alias']}: {promotion['reason']}")
     return 0
 
 
@@ -246,7 +272,8 @@ def _add_predict(commands: Any) -> None:
         description="Run predict_flow: read texts (Parquet / CSV / JSONL, local or s3://), write text, "
         "predicted_label, predicted_id and probabilities to OUTPUT (Parquet).",
     )
-    predict.add_argument("model", help="a model directory, e.g. the model: URI a training run printed")
+    predict.add_argument("model", help="a model directory, e.g. the model: URI a training run printed, or an alias "
+                         "record, <artifacts_root>/aliases/production.json: the model the alias points to now")
     predict.add_argument("input", help="texts to predict")
     predict.add_argument("output", help="Parquet file to write (local path or s3:// URI)")
     predict.add_argument("--text-column", default="text", help="column holding the texts (default: text)")
@@ -263,14 +290,25 @@ def _predict(cli: argparse.Namespace) -> int:
         raise FileNotFoundError(f"input {cli.input!r} does not exist; pass a Parquet / CSV / JSONL file of texts")
     from setfit_pipeline.flows.predict import predict_flow
 
+    from setfit_core.artifacts.aliases import resolve_record_uri
     from setfit_core.pipeline.batch_predict import resolve_model_uri
 
-    model = resolve_model_uri(cli.model)  # a body stage, a missing path, an unknown key prefix: fail now
+    # A body stage, a missing path, an unknown key prefix, an alias never set: fail now. An alias record is
+    # handed to the flow as it is: the flow resolves it when its run starts and reports which model it used.
+    alias = resolve_record_uri(cli.model)
+    if alias is None:
+        model = resolve_model_uri(cli.model)
+    else:
+        resolve_model_uri(alias.model_uri)  # the model it points to must exist too
+        model = cli.model
     prefect_ops.apply_run_defaults()
     scale = _scale_out(vars(cli))
     with _flow_run(cli):
         result = predict_flow(model, cli.input, cli.output, text_column=cli.text_column, batch_size=cli.batch_size,
                               **scale)
+    via = result["via_alias"]
+    via = f" (alias {via['alias']}, version {via['version']})" if via else ""
+    print(f"model: {result['model_uri']}{via}")
     print(f"predicted {result['rows']} rows in {result['seconds']:.2f} s -> {result['output_data']}")
     return 0
 

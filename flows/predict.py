@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
 from prefect.futures import wait
 from prefect.runtime import deployment, flow_run
 from setfit_pipeline.tasks.batch_predict import predict_task
@@ -17,12 +18,14 @@ from setfit_pipeline.tasks.batch_predict_shards import (
     predict_shard_layout_task,
     predict_shard_task,
 )
-from setfit_pipeline.tasks.common import failure_artifact
+from setfit_pipeline.tasks.common import artifact_key, failure_artifact
 from setfit_pipeline.tasks.dask_runner import ScaleOut, TaskRunnerName
 from setfit_pipeline.tasks.shards import remove_parts_task
 
+from setfit_core.artifacts.aliases import AliasRecord, resolve_record_uri
 from setfit_core.pipeline import dataset_label
 from setfit_core.pipeline.batch_predict import resolve_model_uri
+from setfit_core.pipeline.report import prediction_markdown
 
 
 def _flow_run_name() -> str:
@@ -48,22 +51,38 @@ def predict_flow(
     """Predict every text of `input_data` (Parquet / CSV / JSONL, local or ``s3://``) into `output_data`.
 
     `model`: a model directory (e.g. the ``model_uri`` a `train_pipeline` run returns, local or S3; a
-    pipeline model stage is verified against its manifest first). Output columns: ``text``,
-    ``predicted_label``, ``predicted_id``, ``probabilities``.
+    pipeline model stage is verified against its manifest first), or an alias record,
+    ``<artifacts_root>/aliases/<alias>.json``: the model the alias points to when this run starts. Output
+    columns: ``text``, ``predicted_label``, ``predicted_id``, ``probabilities``. The result and the run's summary
+    artifact name the model used (``model_uri``) and, through an alias, the record's version.
 
     ``task_runner="dask"`` shards the rows over a local Dask cluster of `dask_workers` processes
     (default: one per core) or the scheduler at `dask_address`; `shards` defaults to one per worker.
     """
     scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()  # before any work
     try:
-        model = resolve_model_uri(model, storage_options)  # <root>/model/<key prefix>; refuses other stages
+        # Resolved once, now: a promotion while this run predicts does not mix two models in one output.
+        alias = resolve_record_uri(model, storage_options)
+        model = resolve_model_uri(alias.model_uri if alias else model, storage_options)  # refuses other stages
         if not scale.sharded:
-            return predict_task(model, input_data, output_data, text_column, batch_size, storage_options)
-        return sharded_predict.with_options(task_runner=scale.task_runner_instance())(
-            model, input_data, output_data, text_column, batch_size, storage_options, scale.shards)
+            result = predict_task(model, input_data, output_data, text_column, batch_size, storage_options)
+        else:
+            result = sharded_predict.with_options(task_runner=scale.task_runner_instance())(
+                model, input_data, output_data, text_column, batch_size, storage_options, scale.shards)
     except Exception as exc:
         failure_artifact(dataset_label(input_data), "predict", exc)
         raise
+    return _report(input_data, model, alias, result)
+
+
+def _report(input_data: str, model: str, alias: AliasRecord | None, result: dict[str, Any]) -> dict[str, Any]:
+    """The summary artifact (which model predicted, through which alias version) and the flow's return value."""
+    via = None if alias is None else {"alias": alias.alias, "version": alias.version, "time": alias.time,
+                                      "flow_run_id": alias.flow_run_id}
+    result = {**result, "model_uri": model, "via_alias": via}
+    create_markdown_artifact(prediction_markdown(input_data, result), key=artifact_key("summary", dataset_label(
+        input_data)), description="Which model predicted (and through which alias record), rows, output")
+    return result
 
 
 @flow(name="setfit-predict-sharded", flow_run_name=_flow_run_name, persist_result=False)

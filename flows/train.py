@@ -1,6 +1,9 @@
 """`train_pipeline`: the SetFit training flow, one Prefect task per stage.
 
-    plan -> pairs -> body -> embeddings -> head -> evaluation -> export
+    plan -> pairs -> body -> embeddings -> head -> evaluation -> export -> promotion
+
+The promotion task moves the alias `promote_to` (default ``production``) to the new model when it scores at
+least as well as the alias's current model on this run's eval set (`setfit_core.pipeline.promotion`).
 
 With ``task_runner="dask"`` the embeddings stage runs as a subflow on a `DaskTaskRunner` (a local
 cluster, or the scheduler at ``dask_address``): one task per shard, each writing a Parquet part under
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from typing import Any, Literal
 
 from prefect import flow, unmapped
@@ -39,11 +43,13 @@ from setfit_pipeline.tasks.export import export_task
 from setfit_pipeline.tasks.head import head_task
 from setfit_pipeline.tasks.pairs import pairs_task
 from setfit_pipeline.tasks.plan import plan_task
+from setfit_pipeline.tasks.promotion import promotion_task
 from setfit_pipeline.tasks.shards import remove_parts_task
 
 from setfit_core.pipeline import DEFAULT_MODEL, PipelineJob, dataset_label
 from setfit_core.pipeline.evaluation_stage import probe_comparisons
-from setfit_core.pipeline.report import metric_rows, summary_markdown
+from setfit_core.pipeline.promotion import PromotionGate
+from setfit_core.pipeline.report import metric_rows, promotion_markdown, summary_markdown
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "matthews_correlation"]
 
@@ -78,6 +84,9 @@ def train_pipeline(
     dask_workers: int | None = None,
     shards: int | None = None,
     strict: bool = False,
+    promote_to: str | None = "production",
+    min_improvement: float = 0.0,
+    allow_label_change: bool = False,
 ) -> dict[str, Any]:
     """Train a SetFit model in stages under `artifacts_root` (a directory or ``s3://bucket/prefix``).
 
@@ -99,6 +108,11 @@ def train_pipeline(
     Data-quality findings (blank texts, classes with one example, ...) are warnings in the run summary and
     in ``result["warnings"]``; with ``strict=True`` the plan task fails on them instead, before stage 1.
     `strict` is part of no stage key.
+
+    Promotion: after the model stage, the alias `promote_to` (``<artifacts_root>/aliases/<alias>.json``) moves to
+    the new model if its metric on `eval_data` is at least the alias's current model's, scored again on the same
+    eval data, plus `min_improvement`. No eval data, or a changed label set without `allow_label_change`: no
+    promotion. ``result["promotion"]`` says what happened and why; ``promote_to=None`` turns the gate off.
     """
     try:
         scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()
@@ -109,14 +123,15 @@ def train_pipeline(
             "metric_kwargs": metric_kwargs, "storage_options": storage_options, "strict": strict,
             "self_contained": self_contained,
         }).validate().to_dict()  # argument errors surface here, before any task
-        return _stages(job, scale)
+        gate = None if promote_to is None else PromotionGate(promote_to, min_improvement, allow_label_change).validate()
+        return _stages(job, scale, gate)
     except Exception as exc:
         # `stage` is set by PipelineRun.run_stage; the plan task reads and validates the data.
         failure_artifact(dataset_label(train_data), getattr(exc, "stage", "plan"), exc)
         raise
 
 
-def _stages(job: dict[str, Any], scale: ScaleOut) -> dict[str, Any]:
+def _stages(job: dict[str, Any], scale: ScaleOut, gate: PromotionGate | None) -> dict[str, Any]:
     plan = plan_task(job)
     stages = {"pairs": pairs_task(job, plan)}
     stages["body"] = body_task(job, plan, stages["pairs"])
@@ -125,7 +140,14 @@ def _stages(job: dict[str, Any], scale: ScaleOut) -> dict[str, Any]:
     if "evaluation" in plan["keys"]:  # only with eval_data or test_data
         stages["evaluation"] = evaluation_task(job, plan, stages["head"], stages["embeddings"])
     stages["model"] = export_task(job, plan, stages["head"], stages["body"])
-    return _report(plan, stages)
+    if gate is None:
+        promotion = {"alias": None, "promoted": False, "reason": "no promotion gate (promote_to=None)",
+                     "model_uri": stages["model"]["uri"], "previous_model_uri": None, "metric": None,
+                     "previous_metric": None}
+    else:
+        promotion = promotion_task(job, plan, stages["model"], stages.get("evaluation"), asdict(gate),
+                                   str(flow_run.id) if flow_run.id else None)
+    return _report(plan, stages, promotion)
 
 
 def _embeddings(job: dict[str, Any], plan: dict[str, Any], body: dict[str, Any], scale: ScaleOut) -> dict[str, Any]:
@@ -153,7 +175,7 @@ def sharded_embeddings(
         remove_parts_task(work["prefix"], job["storage_options"])
 
 
-def _report(plan: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _report(plan: dict[str, Any], stages: dict[str, dict[str, Any]], promotion: dict[str, Any]) -> dict[str, Any]:
     """UI artifacts rendered from the plan and the stage results, and the flow's return value."""
     dataset, warnings = plan["dataset"], plan["warnings"]
     metrics = stages["evaluation"]["metrics"] if "evaluation" in stages else {}
@@ -161,11 +183,11 @@ def _report(plan: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str
     below_probe = [c for c in probe_comparisons(metrics) if c.below]
     for comparison in below_probe:  # logged here too: a reused evaluation stage logs nothing itself
         run_logger().warning("%s", comparison.message())
-    create_markdown_artifact(summary_markdown(dataset, stages, model_uri, [w["message"] for w in warnings],
-                                              [c.message() for c in below_probe], plan["phase1"]),
-                             key=artifact_key("summary", dataset),
+    summary = summary_markdown(dataset, stages, model_uri, [w["message"] for w in warnings],
+                               [c.message() for c in below_probe], plan["phase1"])
+    create_markdown_artifact(summary + promotion_markdown(promotion), key=artifact_key("summary", dataset),
                              description="Stages of this run: computed or reused, seconds, key, URI; data warnings; "
-                                         "metrics beside the frozen-probe baseline's")
+                                         "metrics beside the frozen-probe baseline's; the promotion gate's decision")
     if metrics:
         create_table_artifact(metric_rows(metrics), key=artifact_key("metrics", dataset),
                               description="Accuracy, macro-F1 and per-class precision / recall / F1 per split")
@@ -174,6 +196,7 @@ def _report(plan: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str
         "stages": {stage: {k: result[k] for k in public} for stage, result in stages.items()},
         "metrics": metrics,
         "model_uri": model_uri,
+        "promotion": promotion,
         "phase1": plan["phase1"],  # what phase 1 trained on: the fast preset's choice for this data
         # Data-quality findings, then splits where the model scored below the frozen-probe baseline.
         "warnings": [*warnings, *({"check": "below-probe", "split": c.split, "message": c.message()}

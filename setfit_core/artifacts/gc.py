@@ -6,7 +6,9 @@
 
 The rule: delete only stages that no kept model and no newer manifest references.
 
-* kept models: the ``keep_last`` newest ``model`` stages *of each lineage* plus the keys in ``keep``.
+* kept models: every model an alias points to, its previous holder and its rollback target
+  (`setfit_core.artifacts.aliases`), the ``keep_last`` newest ``model`` stages *of each lineage*, plus the
+  keys in ``keep``.
   A lineage is the training setup a model came from (training data location, `TrainingArguments`,
   head settings, base model), recorded by the export stage as ``metrics["lineage"] = {"id", "label"}``
   (`setfit_core.pipeline.lineage`): a nightly retrain and a head-only experiment are two lineages, so a
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from setfit_core.artifacts.aliases import AliasStore
 from setfit_core.artifacts.keys import validate_stage_name
 from setfit_core.artifacts.manifest import Manifest
 from setfit_core.artifacts.store import ArtifactStore
@@ -217,6 +220,9 @@ def select_gc(store: ArtifactStore, policy: GcPolicy | None = None, now: datetim
     policy = GcPolicy(policy.keep_last, keep, policy.older_than)
     lineages = _lineages(models, policy.keep_last)
     kept_models, dropped_models = _rank_models(lineages, policy)
+    held = _alias_models(store, models)  # an alias's reason comes first: it outranks its lineage's rule
+    kept_models = {**held, **{k: v for k, v in kept_models.items() if k not in held}}
+    dropped_models = {k: v for k, v in dropped_models.items() if k not in held}
     reasons = _protect(manifests, kept_models, cutoff, policy.older_than)
     kept = [KeptStage(StageInfo.of(manifests[i]), reason) for i, reason in reasons.items()]
     kept.sort(key=lambda k: (_sort_time(k.info.created_at), k.info.stage, k.info.key))
@@ -289,6 +295,17 @@ def _rank_models(lineages: Sequence[Lineage], policy: GcPolicy) -> tuple[dict[st
             kept[key] = "kept model (--keep)"
             dropped.pop(key, None)
     return kept, dropped
+
+
+def _alias_models(store: ArtifactStore, models: Sequence[Manifest]) -> dict[str, str]:
+    """Model key -> why an alias needs it (``kept model: held by alias production``), for the models of this
+    store that an alias points to now, pointed to before (rollback), or would roll back to."""
+    by_uri = {store.stage_uri(MODEL_STAGE, m.key): m.key for m in models}
+    kept = {}
+    for uri, whys in AliasStore(store).held_models().items():
+        if (key := by_uri.get(uri.rstrip("/"))) is not None:
+            kept[key] = f"kept model: {', '.join(whys)}"
+    return kept
 
 
 def _nth_newest(rank: int) -> str:

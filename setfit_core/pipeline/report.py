@@ -44,6 +44,33 @@ def metric_rows(metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]
     return [{c: row.get(c) for c in columns} for row in rows]
 
 
+def promotion_markdown(promotion: Mapping[str, Any]) -> str:
+    """The promotion gate's decision as a summary section: the alias, promoted or not, why, both models."""
+    if promotion.get("alias") is None:
+        return f"\n## Promotion\n\n{markdown_text(promotion['reason'])}.\n"
+    verdict = "promoted" if promotion["promoted"] else "not promoted"
+    lines = ["", f"## Promotion to `{promotion['alias']}`: {verdict}", "", markdown_text(promotion["reason"]), "",
+             "| | model | metric on this eval set |", "|---|---|---:|",
+             f"| this run | `{promotion['model_uri']}` | {_cell(promotion.get('metric'))} |"]
+    if promotion.get("previous_model_uri"):
+        previous = _cell(promotion.get("previous_metric"))
+        lines.append(f"| alias before | `{promotion['previous_model_uri']}` | {previous} |")
+    return "\n".join(lines) + "\n"
+
+
+def prediction_markdown(input_data: str, result: Mapping[str, Any]) -> str:
+    """A batch prediction's summary: the model that predicted (and the alias record it came from), the output."""
+    model = f"Model: `{result['model_uri']}`"
+    if via := result.get("via_alias"):
+        by = f" by flow run `{via['flow_run_id']}`" if via.get("flow_run_id") else ""
+        model += (f", the model alias `{via['alias']}` pointed to when the run started (record version "
+                  f"{via['version']}, set {via['time']}{by})")
+    seconds = float(result["seconds"])
+    lines = [f"# SetFit batch prediction: `{input_data}`", "", f"{model}.", "",
+             f"Predicted {result['rows']} rows in {seconds:.2f} s into `{result['output_data']}`."]
+    return "\n".join(lines) + "\n"
+
+
 def summary_markdown(dataset: str, results: Mapping[str, Mapping[str, Any]], model_uri: str | None,
                      warnings: Sequence[str] = (), below_probe: Sequence[str] = (), phase1: str | None = None) -> str:
     """The run summary: the stages, the data-quality `warnings` (messages) if any, what `phase1` trained on,

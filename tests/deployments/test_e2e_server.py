@@ -1,10 +1,11 @@
 """End to end on a real Prefect server and process worker, both started and stopped by this test.
 
 `prefect server start` on a free loopback port with its own PREFECT_HOME -> `setfit-pipeline deploy`
-(work pool + the three deployments of deployments/prefect.yaml) -> `setfit-pipeline worker` with a
-1 s poll -> nightly-retrain, head-only-retrain and batch-predict triggered through the API -> the
-runs' UI artifacts read back through the client -> every process stopped by PID (SIGINT, then
-escalation) and checked gone.
+(work pool + the three deployments of deployments/prefect.yaml) -> a plain `prefect worker start --pool
+setfit-process` (no SETFIT_PIPELINE_HOME: the pull step finds the checkout) with a 1 s poll ->
+nightly-retrain (promoting to `production`), head-only-retrain and batch-predict through that alias,
+triggered through the API -> the runs' UI artifacts read back through the client -> every process stopped
+by PID (SIGINT, then escalation) and checked gone.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ def stack(tmp_path_factory):
         deploy = _cli(["deploy"], env)
         assert deploy.returncode == 0, deploy.stderr + deploy.stdout
         assert "work pool 'setfit-process': created" in deploy.stdout
-        # One torch thread: two threads spin-wait on a 2-core machine that also runs the server.
-        worker_env = {**env, "OMP_NUM_THREADS": "1"}
+        # A plain Prefect worker, as every Prefect user starts one: no project variable (the pull step finds
+        # the checkout), started elsewhere than the checkout. One torch thread: two threads spin-wait on a
+        # 2-core machine that also runs the server. A 1 s poll instead of Prefect's 10 s.
+        worker_env = {name: value for name, value in env.items() if name != "SETFIT_PIPELINE_HOME"}
+        worker_env |= {"OMP_NUM_THREADS": "1", "PREFECT_WORKER_QUERY_SECONDS": "1",
+                       "PREFECT_WORKER_PREFETCH_SECONDS": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
         with open(tmp / "worker.log", "wb") as log:
-            worker = subprocess.Popen([sys.executable, "-m", "setfit_pipeline.flows.cli", "worker",
-                                       "--poll-seconds", "1"],
-                                      cwd=prefect_ops.REPO_ROOT, env=worker_env, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+            worker = subprocess.Popen([*prefect_ops.prefect_command(), "worker", "start", "--pool", "setfit-process"],
+                                      cwd=tmp, env=worker_env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
         try:
             yield env, tmp
         finally:
@@ -98,6 +102,7 @@ def test_deployments_run_on_a_real_server_and_worker(stack, tiny_model_dir, tiny
     assert nightly.state.is_completed(), _failure(nightly, tmp)
     summary = artifacts["summary"].data
     assert "6 stages, 0 reused, 6 computed" in summary, summary
+    assert "## Promotion to `production`: promoted" in summary, summary
     metrics = artifacts["metrics"].data
     assert "accuracy" in str(metrics) and "(all)" in str(metrics)
 
@@ -113,14 +118,28 @@ def test_deployments_run_on_a_real_server_and_worker(stack, tiny_model_dir, tiny
 
     models = ArtifactStore(root).list_stages("model")
     assert len(models) == 2  # one per head setting, sharing one body
+    from setfit_core.artifacts.aliases import AliasStore
+
+    # nightly-retrain promoted its model; head-only-retrain (an experiment) has no gate.
+    production = AliasStore(ArtifactStore(root)).current("production")
+    assert production.model_uri == nightly_model_uri(root, models) and production.version == 1
     output = tmp_path / "predictions.parquet"
-    model_uri = ArtifactStore(root).stage_uri("model", models[0].key)
-    predict, _ = _run(env, "setfit-predict/batch-predict", {"model": model_uri, "input_data": tiny_splits["test"],
-                                                            "output_data": str(output)})
+    alias = f"{root}/aliases/production.json"  # the deployment's default, under this test's root
+    predict, artifacts = _run(env, "setfit-predict/batch-predict", {"model": alias, "input_data": tiny_splits["test"],
+                                                                    "output_data": str(output)})
     assert predict.state.is_completed(), _failure(predict, tmp)
+    assert f"Model: `{production.model_uri}`, the model alias `production` pointed to" in artifacts["summary"].data
     predictions = pd.read_parquet(output)
     assert len(predictions) == len(pd.read_parquet(tiny_splits["test"]))
     assert set(predictions["predicted_label"]) <= {"positive", "negative"}
+
+
+def nightly_model_uri(root: str, models) -> str:
+    """The model without head_params (the head-only run's model records C=0.5 in its lineage label)."""
+    from setfit_core.artifacts import ArtifactStore
+
+    (nightly,) = [m for m in models if "C=0.5" not in m.metrics["lineage"]["label"]]
+    return ArtifactStore(root).stage_uri("model", nightly.key)
 
 
 def test_nightly_deployment_has_its_schedule_and_pull_step(stack):
@@ -134,9 +153,11 @@ def test_nightly_deployment_has_its_schedule_and_pull_step(stack):
         predict = client.read_deployment_by_name("setfit-predict/batch-predict")
     assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
     assert head_only.schedules == [] and predict.schedules == []
+    assert predict.parameters["model"] == "artifacts/aliases/production.json"
+    assert (nightly.parameters["promote_to"], head_only.parameters["promote_to"]) == ("production", None)
     for deployment in (nightly, head_only, predict):
         assert deployment.work_pool_name == "setfit-process"
-        step = deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]
+        step = deployment.pull_steps[0]["setfit_pipeline.flows.checkout.set_checkout_directory"]
         assert step["directory"] == "{{ $SETFIT_PIPELINE_HOME }}"
         # One run at a time per deployment; a second one waits for a slot instead of training beside it.
         assert deployment.global_concurrency_limit.limit == 1
