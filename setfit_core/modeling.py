@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,13 @@ from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.inference import embed
-from setfit_core.model_io.body_loading import default_device, default_model_path, embedding_dimension, load_body
+from setfit_core.model_io.body_loading import (
+    default_device,
+    default_model_path,
+    embedding_dimension,
+    load_body,
+    locate_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +110,11 @@ class SetFitModel:
         cls,
         model_id: str | None = None,
         *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
         use_differentiable_head: bool = False,
         head_params: dict[str, Any] | None = None,
         multi_target_strategy: str | None = None,
@@ -114,13 +126,23 @@ class SetFitModel:
     ) -> SetFitModel:
         """Load a saved SetFit model, or start a new one from a sentence-transformers body.
 
-        `model_id` defaults to the bundled offline all-MiniLM-L6-v2. A pipeline model stage that references
-        its body stage (``body_ref.json``) loads its body from there, ``../../body/<key>`` beside it.
+        `model_id` is a local directory or a Hugging Face Hub id (default: the bundled offline
+        all-MiniLM-L6-v2). A hub id is fetched through huggingface_hub into its cache (`cache_dir`,
+        `revision`, `token`, `force_download`), or, offline (`HF_HUB_OFFLINE=1`, `local_files_only=True`),
+        read from that cache. Either way a directory or repo holding `config_setfit.json` or a
+        `model_head.*` file loads with its head and labels; a pickled head (`model_head.pkl`) only with
+        `trust_pickle=True`. A pipeline model stage that references its body stage (``body_ref.json``)
+        loads its body from there, ``../../body/<key>`` beside it.
         """
         from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
+        from setfit_core.model_io.sklearn_head import UnsafeHeadError
 
         _check_strategy(multi_target_strategy, use_differentiable_head)
-        location = model_id if model_id is not None else default_model_path()
+        location = locate_model(
+            model_id if model_id is not None else default_model_path(),
+            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+            force_download=force_download,
+        )
         device = device or default_device()
         body = load_body(location, device=device, trust_remote_code=trust_remote_code)
         saved = read_saved_config(location)
@@ -128,7 +150,13 @@ class SetFitModel:
             normalize_embeddings = saved.get("normalize_embeddings", False)
         labels = labels if labels is not None else saved.get("labels")
         multi_target_strategy = multi_target_strategy or saved.get("multi_target_strategy")
-        head = load_saved_head(location, saved, device=device, trust_pickle=trust_pickle)
+        try:
+            head = load_saved_head(location, saved, device=device, trust_pickle=trust_pickle)
+        except UnsafeHeadError as exc:
+            if model_id is None or os.path.isdir(os.path.expanduser(str(model_id))):
+                raise
+            # The snapshot's path alone does not say which repo it is: name the hub id the caller gave.
+            raise UnsafeHeadError(f"model {model_id!r} from the Hugging Face Hub cache: {exc}") from exc
         if head is not None:
             use_differentiable_head = isinstance(head, SetFitHead)
         return cls(
@@ -254,6 +282,34 @@ class SetFitModel:
         from setfit_core.model_io.setfit_format import save_model
 
         save_model(self, save_directory, setfit_compatible=setfit_compatible)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Push model using huggingface_hub.",
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        create_pr: bool | None = None,
+        allow_patterns: list[str] | str | None = None,
+        ignore_patterns: list[str] | str | None = None,
+        delete_patterns: list[str] | str | None = None,
+        setfit_compatible: bool = False,
+    ) -> Any:
+        """Upload the directory `save_pretrained` writes to Hub model repo `repo_id` (created if missing), as
+        one commit; returns huggingface_hub's `CommitInfo` (a str: the commit's URL).
+
+        `branch`, `create_pr` and the `*_patterns` go to `HfApi.upload_folder`; `setfit_compatible=True` also
+        uploads the pickled head setfit 1.x reads. Needs the network: refused while `HF_HUB_OFFLINE` is set.
+        """
+        from setfit_core.model_io.hub import push_model
+
+        return push_model(
+            self, repo_id, commit_message=commit_message, private=private, token=token, branch=branch,
+            create_pr=create_pr, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+            delete_patterns=delete_patterns, setfit_compatible=setfit_compatible,
+        )
 
     def __repr__(self) -> str:
         head = type(self.model_head).__name__ if self.model_head is not None else "None (built at training)"
