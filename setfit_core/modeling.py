@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -191,6 +192,16 @@ class SetFitModel:
     def multi_label(self) -> bool:
         return self.multi_target_strategy is not None
 
+    @property
+    def id2label(self) -> dict[int, Any]:
+        """Head index -> label, e.g. `{0: "negative", 1: "positive"}`; `{}` when the model has no labels."""
+        return dict(enumerate(self.labels)) if self.labels is not None else {}
+
+    @property
+    def label2id(self) -> dict[Any, int]:
+        """Label -> head index, the inverse of `id2label`; `{}` when the model has no labels."""
+        return {label: i for i, label in enumerate(self.labels)} if self.labels is not None else {}
+
     def to(self, device: str | torch.device) -> SetFitModel:
         self.model_body.to(device)
         if isinstance(self.model_head, torch.nn.Module):
@@ -205,12 +216,60 @@ class SetFitModel:
                 module.requires_grad_(False)
 
     def unfreeze(self, component: str | None = None, keep_body_frozen: bool | None = None) -> None:
+        """Let gradients flow again for "body", "head" or both (None); `keep_body_frozen` is deprecated."""
         if keep_body_frozen is not None:  # setfit 0.x spelling
-            component = "head" if keep_body_frozen else None
+            suggested = '"head"' if keep_body_frozen else "no argument"
+            warnings.warn(f"unfreeze(keep_body_frozen=...) is deprecated; pass {suggested} instead",
+                          DeprecationWarning, stacklevel=2)
+            if keep_body_frozen and not component:
+                component = "head"
         for part in ("body", "head") if component is None else (component,):
             module = self.model_body if part == "body" else self.model_head
             if isinstance(module, torch.nn.Module):
                 module.requires_grad_(True)
+
+    # ---- training -------------------------------------------------------------------------------
+    def fit(
+        self,
+        x_train: list[str],
+        y_train: list[Any],
+        num_epochs: int,
+        batch_size: int | None = None,
+        body_learning_rate: float | None = None,
+        head_learning_rate: float | None = None,
+        end_to_end: bool = False,
+        l2_weight: float | None = None,
+        max_length: int | None = None,
+        show_progress_bar: bool = True,
+    ) -> None:
+        """Train the head on `x_train` with the body as it is (setfit's `SetFitModel.fit`: phase 2 alone).
+
+        `y_train`: ints, strings or multi-hot rows, checked like a Trainer's train_dataset. A differentiable
+        head trains for `num_epochs` (the body too with `end_to_end=True`, at `body_learning_rate`); a
+        scikit-learn head is fitted once and ignores the epoch, batch and rate arguments. Unset values take
+        `TrainingArguments`' classifier-phase defaults (batch 2, head rate 1e-2, body rate 1e-5,
+        `l2_weight` 0.01), and the seed is its default 42.
+        """
+        from setfit_core.args import TrainingArguments
+        from setfit_core.trainer import Trainer
+
+        defaults = TrainingArguments()
+        args = TrainingArguments(
+            num_epochs=(defaults.embedding_num_epochs, num_epochs),
+            batch_size=(defaults.embedding_batch_size, batch_size or defaults.classifier_batch_size),
+            body_learning_rate=(defaults.body_embedding_learning_rate,
+                                body_learning_rate or defaults.body_classifier_learning_rate),
+            head_learning_rate=head_learning_rate or defaults.head_learning_rate,
+            end_to_end=end_to_end,
+            l2_weight=l2_weight,
+            max_length=max_length,
+            show_progress_bar=show_progress_bar,
+        )
+        train = {"text": _as_list(x_train, "x_train"), "label": _as_list(y_train, "y_train")}
+        if len(train["text"]) != len(train["label"]):
+            raise ValueError(f"x_train has {len(train['text'])} texts but y_train {len(train['label'])} labels; "
+                             "give one label per text")
+        Trainer(self, args, train_dataset=train).train_classifier()
 
     # ---- inference ------------------------------------------------------------------------------
     def encode(
@@ -218,11 +277,16 @@ class SetFitModel:
         inputs: list[str] | str,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
-        as_numpy: bool = True,
+        as_numpy: bool | None = None,
     ) -> np.ndarray | torch.Tensor:
-        """Sentence embeddings (normalised when `normalize_embeddings`)."""
+        """Sentence embeddings (normalised when `normalize_embeddings`).
+
+        As in setfit, a torch tensor (on the model's device) for a model with a differentiable head, else a
+        numpy array; `as_numpy` (not in setfit) asks for one or the other."""
         single = isinstance(inputs, str)
         texts = [inputs] if single else list(inputs)
+        if as_numpy is None:
+            as_numpy = not self.has_differentiable_head
         self.model_body.eval()
         embeddings = embed(self.model_body, texts, batch_size, self.normalize_embeddings, bool(show_progress_bar))
         out = embeddings.cpu().numpy() if as_numpy else embeddings
@@ -314,3 +378,9 @@ class SetFitModel:
     def __repr__(self) -> str:
         head = type(self.model_head).__name__ if self.model_head is not None else "None (built at training)"
         return f"SetFitModel(head={head}, labels={self.labels}, multi_target_strategy={self.multi_target_strategy!r})"
+
+
+def _as_list(values: Any, name: str) -> list[Any]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name!r} must be a list (or array) with one entry per example; got {type(values).__name__}")
+    return values.tolist() if hasattr(values, "tolist") else list(values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from setfit_core.data_quality import DataWarning, split_warnings, train_warnings
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.options import EngineOptions
 from setfit_core.metrics import check_metric, compute_metric
+from setfit_core.model_io.body_loading import embedding_dimension
 from setfit_core.modeling import SetFitModel, build_sklearn_head
 from setfit_core.probe import ProbeComparison, compare, probe_predictions
 from setfit_core.seeding import set_seed
@@ -187,6 +189,7 @@ class Trainer:
         if model.model_head is None:
             set_seed(args.seed)
             model.model_head = model.new_differentiable_head(self.encoder.num_classes)
+        model.model_head.build(embedding_dimension(model.model_body))  # a lazy head (in_features=None) gets its width
         model.model_head.requires_grad_(True)
         if args.end_to_end:
             fit_end_to_end(model, split.texts, split.ids, args)
@@ -203,9 +206,22 @@ class Trainer:
             probe_head = clone(head)  # the model's own head settings, unfitted
         else:  # a differentiable head: setfit's default head stands in
             probe_head = build_sklearn_head({}, self.model.multi_target_strategy)
-        encode = lambda texts: self.model.encode(texts, batch_size=64, show_progress_bar=False)  # noqa: E731
+        encode = lambda texts: self.model.encode(texts, batch_size=64, show_progress_bar=False, as_numpy=True)  # noqa: E731
         predicted = probe_predictions(encode, probe_head, split.texts, split.ids, {"eval": eval_split.texts})
         return compute_metric(self.metric, predicted["eval"], eval_split.ids, self.metric_kwargs)
+
+    # ---- setfit's deprecated shims -------------------------------------------------------------
+    def freeze(self, component: str | None = None) -> None:
+        """Deprecated, as in setfit: `SetFitModel.freeze`. `train()` freezes what each phase must not train."""
+        warnings.warn(f"{type(self).__name__}.freeze is deprecated; call trainer.model.freeze() directly",
+                      DeprecationWarning, stacklevel=2)
+        self.model.freeze(component)
+
+    def unfreeze(self, component: str | None = None, keep_body_frozen: bool | None = None) -> None:
+        """Deprecated, as in setfit: `SetFitModel.unfreeze`."""
+        warnings.warn(f"{type(self).__name__}.unfreeze is deprecated; call trainer.model.unfreeze() directly",
+                      DeprecationWarning, stacklevel=2)
+        self.model.unfreeze(component, keep_body_frozen=keep_body_frozen)
 
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, dataset: Any = None, metric_key_prefix: str | None = None) -> dict[str, float]:

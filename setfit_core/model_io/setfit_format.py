@@ -85,6 +85,9 @@ def save_head(
     directory = Path(directory)
     config: dict[str, Any] = {"normalize_embeddings": normalize_embeddings, "labels": labels}
     if isinstance(head, SetFitHead):
+        if head.in_features is None:
+            raise ValueError("the differentiable head was built with in_features=None and has not seen an embedding "
+                             "yet, so it has no weights to save; train it first")
         state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
         save_file(state, str(directory / TORCH_HEAD_FILE))
         head_config = {"type": "differentiable", **head.get_config_dict()}
