@@ -251,7 +251,8 @@ class SetFitModel:
         `l2_weight` 0.01), and the seed is its default 42.
         """
         from setfit_core.args import TrainingArguments
-        from setfit_core.trainer import Trainer
+        from setfit_core.data import LabelEncoder, load_labeled
+        from setfit_core.training.classifier_phase import train_head
 
         defaults = TrainingArguments()
         args = TrainingArguments(
@@ -265,11 +266,26 @@ class SetFitModel:
             max_length=max_length,
             show_progress_bar=show_progress_bar,
         )
-        train = {"text": _as_list(x_train, "x_train"), "label": _as_list(y_train, "y_train")}
-        if len(train["text"]) != len(train["label"]):
-            raise ValueError(f"x_train has {len(train['text'])} texts but y_train {len(train['label'])} labels; "
-                             "give one label per text")
-        Trainer(self, args, train_dataset=train).train_classifier()
+        texts, labels = _as_list(x_train, "x_train"), _as_list(y_train, "y_train")
+        if len(texts) != len(labels):
+            raise ValueError(f"x_train has {len(texts)} texts but y_train {len(labels)} labels; give one label per "
+                             "text")
+        data = load_labeled({"text": texts, "label": labels}, None, "train data (x_train, y_train)")
+        if data.multi_label != self.multi_label:
+            raise ValueError(
+                "y_train holds multi-hot rows but the model has no multi_target_strategy; load it with "
+                "multi_target_strategy='one-vs-rest' (or 'multi-output'/'classifier-chain')" if data.multi_label
+                else f"the model has multi_target_strategy={self.multi_target_strategy!r} but y_train holds single "
+                "labels; give multi-hot rows or drop multi_target_strategy"
+            )
+        encoder = LabelEncoder.fit(data, self.labels, "y_train")
+        head = self.model_head
+        if isinstance(head, SetFitHead) and head.out_features != encoder.num_classes:
+            raise ValueError(f"the differentiable head has out_features={head.out_features} but y_train has "
+                             f"{encoder.num_classes} classes; give it out_features={encoder.num_classes}")
+        if encoder.labels is not None and self.labels is None:
+            self.labels = list(encoder.labels)
+        train_head(self, data.texts, encoder.encode(data.labels, "y_train"), encoder.num_classes, args)
 
     # ---- inference ------------------------------------------------------------------------------
     def encode(

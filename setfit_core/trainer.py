@@ -17,12 +17,10 @@ from setfit_core.data_quality import DataWarning, split_warnings, train_warnings
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.options import EngineOptions
 from setfit_core.metrics import check_metric, compute_metric
-from setfit_core.model_io.body_loading import embedding_dimension
 from setfit_core.modeling import SetFitModel, build_sklearn_head
 from setfit_core.probe import ProbeComparison, compare, probe_predictions
-from setfit_core.seeding import set_seed
 from setfit_core.tokenization import max_length_of, warn_if_truncated
-from setfit_core.training.classifier_phase import fit_differentiable_head, fit_end_to_end, fit_sklearn_head
+from setfit_core.training.classifier_phase import train_head
 from setfit_core.training.embedding_phase import BodyTrainingResult, ProgressFn, train_body
 
 logger = logging.getLogger(__name__)
@@ -179,25 +177,9 @@ class Trainer:
     def train_classifier(self, args: TrainingArguments | None = None) -> None:
         args = args or self.args
         split = self._require_train()
-        model = self.model
-        if self.encoder.labels is not None and model.labels is None:
-            model.labels = list(self.encoder.labels)
-        if not model.has_differentiable_head:
-            embeddings = model.encode(split.texts, batch_size=64, show_progress_bar=args.show_progress_bar)
-            fit_sklearn_head(model.model_head, embeddings, split.ids)
-            return
-        if model.model_head is None:
-            set_seed(args.seed)
-            model.model_head = model.new_differentiable_head(self.encoder.num_classes)
-        model.model_head.build(embedding_dimension(model.model_body))  # a lazy head (in_features=None) gets its width
-        model.model_head.requires_grad_(True)
-        if args.end_to_end:
-            fit_end_to_end(model, split.texts, split.ids, args)
-            return
-        model.freeze("body")
-        embeddings = model.encode(split.texts, batch_size=64, show_progress_bar=args.show_progress_bar, as_numpy=False)
-        fit_differentiable_head(model.model_head, embeddings, split.ids, args)
-        model.unfreeze("body")
+        if self.encoder.labels is not None and self.model.labels is None:
+            self.model.labels = list(self.encoder.labels)
+        train_head(self.model, split.texts, split.ids, self.encoder.num_classes, args)
 
     def _score_probe(self, split: EncodedSplit, eval_split: EncodedSplit) -> dict[str, float]:
         """The frozen-probe baseline on the eval split, while the body is still untouched."""
