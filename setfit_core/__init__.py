@@ -37,6 +37,8 @@ _EXPORTS = {
     "check_data_quality": "setfit_core.data_quality",
     "DataWarning": "setfit_core.data_quality",
     "DataQualityError": "setfit_core.data_quality",
+    "sample_dataset": "setfit_core.data_helpers",
+    "get_templated_dataset": "setfit_core.data_helpers",
 }
 
 __all__ = [
@@ -59,7 +61,9 @@ __all__ = [
     "UnsafeHeadError",
     "check_data_quality",
     "default_model_path",
+    "get_templated_dataset",
     "make_pairs",
+    "sample_dataset",
 ]
 
 
@@ -77,6 +81,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from setfit_core.args import TrainingArguments
+    from setfit_core.data_helpers import get_templated_dataset, sample_dataset
     from setfit_core.data_quality import DataQualityError, DataWarning, check_data_quality
     from setfit_core.differentiable_head import SetFitHead
     from setfit_core.engine.options import EngineOptions

@@ -7,10 +7,12 @@ random choice (pair sampling included).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,9 @@ FAST_BATCH_TEXTS = 256
 FAST_TEMPERATURE = 0.05
 # setfit passes these to the triplet losses; names instead of callables so args hash and round-trip.
 DISTANCE_METRICS = ("cosine_distance", "euclidean", "manhattan")
+# Deprecated spellings accepted at construction (setfit and transformers still take them) -> the field they set.
+# They are never stored: after __post_init__ they are None, so they are left out of to_dict() and stage keys.
+DEPRECATED_ALIASES = {"evaluation_strategy": "eval_strategy"}
 
 
 def _err(name: str, constraint: str, value: Any) -> ValueError:
@@ -99,9 +104,12 @@ class TrainingArguments:
     # Not in setfit: phase 1 recomputes each layer's activations in the backward pass instead of keeping
     # them (engine/gradient_checkpointing.py): memory per step hardly grows with its texts; ~1.5x the time on CPU.
     gradient_checkpointing: bool = False
+    # Deprecated alias of eval_strategy, as in setfit 1.2.0 (which warns and copies it over).
+    evaluation_strategy: str | None = field(default=None, repr=False, compare=False)
     _loss_class: type = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._apply_deprecated_aliases()
         if self.preset not in PRESETS:
             raise _err("preset", f"one of {list(PRESETS)}", self.preset)
         if self.preset == "fast":
@@ -125,6 +133,23 @@ class TrainingArguments:
             self.eval_strategy = "steps"  # setfit/transformers: eval_steps implies step-wise evaluation
         if self.eval_strategy == "steps" and not self.eval_steps:
             self.eval_steps = self.logging_steps
+
+    def _apply_deprecated_aliases(self) -> None:
+        for alias, name in DEPRECATED_ALIASES.items():
+            value = getattr(self, alias)
+            if value is None:
+                continue
+            value = getattr(value, "value", value)  # transformers' IntervalStrategy enum
+            # stacklevel 4: this method, __post_init__, the generated __init__, then the caller's line.
+            warnings.warn(f"{alias!r} is deprecated; use {name}={value!r} instead", DeprecationWarning, stacklevel=4)
+            current = getattr(self, name)
+            current = getattr(current, "value", current)
+            default = next(f.default for f in dataclasses.fields(self) if f.name == name)
+            if current != default and current != value:
+                raise ValueError(f"{alias!r} (deprecated) is {value!r} but {name!r} is {current!r}; pass only "
+                                 f"{name}={value!r}")
+            setattr(self, name, value)
+            setattr(self, alias, None)
 
     def _apply_fast_preset(self) -> None:
         """`preset="fast"`: supervised contrastive learning (SupCon, temperature 0.05) on label-balanced
@@ -226,7 +251,7 @@ class TrainingArguments:
         """Plain JSON values: tuples become lists, the loss becomes its name."""
         out = {}
         for f in dataclasses.fields(self):
-            if not f.init:
+            if not f.init or f.name in DEPRECATED_ALIASES:
                 continue
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
@@ -237,12 +262,28 @@ class TrainingArguments:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainingArguments:
-        """Build from plain values (e.g. parsed JSON/YAML); unknown keys name the closest field."""
-        if not isinstance(values, dict):
-            raise TypeError(f"TrainingArguments.from_dict expects a dict; got {type(values).__name__}")
-        check_field_names(values)
-        return cls(**values)
+    def from_dict(cls, arguments: dict[str, Any], ignore_extra: bool = False) -> TrainingArguments:
+        """Build from plain values (e.g. parsed JSON/YAML). An unknown key names the closest field, unless
+        `ignore_extra=True` (setfit's switch) drops keys that are not fields."""
+        if not isinstance(arguments, dict):
+            raise TypeError(f"TrainingArguments.from_dict expects a dict; got {type(arguments).__name__}")
+        if ignore_extra:
+            known = set(field_names()) | set(DEPRECATED_ALIASES)
+            arguments = {k: v for k, v in arguments.items() if k in known}
+        check_field_names(arguments)
+        return cls(**arguments)
+
+    def copy(self) -> TrainingArguments:
+        """A shallow copy, as setfit's `copy()`."""
+        return copy.copy(self)
+
+    def update(self, arguments: dict[str, Any], ignore_extra: bool = False) -> TrainingArguments:
+        """A new instance with `arguments` applied over this one's values (this one is unchanged), as setfit's
+        `update()`; the loss stays the class itself, so a custom loss survives."""
+        if not isinstance(arguments, dict):
+            raise TypeError(f"TrainingArguments.update expects a dict; got {type(arguments).__name__}")
+        current = {name: getattr(self, name) for name in field_names()}
+        return TrainingArguments.from_dict({**current, **arguments}, ignore_extra=ignore_extra)
 
     def replace(self, **changes: Any) -> TrainingArguments:
         check_field_names(changes)
@@ -250,13 +291,14 @@ class TrainingArguments:
 
 
 def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
+    """The fields an instance holds (deprecated aliases, always None once built, left out)."""
+    return [f.name for f in dataclasses.fields(TrainingArguments) if f.init and f.name not in DEPRECATED_ALIASES]
 
 
 def check_field_names(values: dict[str, Any]) -> None:
     valid = field_names()
     for name in values:
-        if name not in valid:
+        if name not in valid and name not in DEPRECATED_ALIASES:
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{name!r} is not a TrainingArguments field{hint} Valid fields: {', '.join(valid)}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,13 @@ from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.inference import embed
-from setfit_core.model_io.body_loading import default_device, default_model_path, embedding_dimension, load_body
+from setfit_core.model_io.body_loading import (
+    default_device,
+    default_model_path,
+    embedding_dimension,
+    load_body,
+    locate_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +111,11 @@ class SetFitModel:
         cls,
         model_id: str | None = None,
         *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
         use_differentiable_head: bool = False,
         head_params: dict[str, Any] | None = None,
         multi_target_strategy: str | None = None,
@@ -114,13 +127,23 @@ class SetFitModel:
     ) -> SetFitModel:
         """Load a saved SetFit model, or start a new one from a sentence-transformers body.
 
-        `model_id` defaults to the bundled offline all-MiniLM-L6-v2. A pipeline model stage that references
-        its body stage (``body_ref.json``) loads its body from there, ``../../body/<key>`` beside it.
+        `model_id` is a local directory or a Hugging Face Hub id (default: the bundled offline
+        all-MiniLM-L6-v2). A hub id is fetched through huggingface_hub into its cache (`cache_dir`,
+        `revision`, `token`, `force_download`), or, offline (`HF_HUB_OFFLINE=1`, `local_files_only=True`),
+        read from that cache. Either way a directory or repo holding `config_setfit.json` or a
+        `model_head.*` file loads with its head and labels; a pickled head (`model_head.pkl`) only with
+        `trust_pickle=True`. A pipeline model stage that references its body stage (``body_ref.json``)
+        loads its body from there, ``../../body/<key>`` beside it.
         """
         from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
+        from setfit_core.model_io.sklearn_head import UnsafeHeadError
 
         _check_strategy(multi_target_strategy, use_differentiable_head)
-        location = model_id if model_id is not None else default_model_path()
+        location = locate_model(
+            model_id if model_id is not None else default_model_path(),
+            revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+            force_download=force_download,
+        )
         device = device or default_device()
         body = load_body(location, device=device, trust_remote_code=trust_remote_code)
         saved = read_saved_config(location)
@@ -128,7 +151,13 @@ class SetFitModel:
             normalize_embeddings = saved.get("normalize_embeddings", False)
         labels = labels if labels is not None else saved.get("labels")
         multi_target_strategy = multi_target_strategy or saved.get("multi_target_strategy")
-        head = load_saved_head(location, saved, device=device, trust_pickle=trust_pickle)
+        try:
+            head = load_saved_head(location, saved, device=device, trust_pickle=trust_pickle)
+        except UnsafeHeadError as exc:
+            if model_id is None or os.path.isdir(os.path.expanduser(str(model_id))):
+                raise
+            # The snapshot's path alone does not say which repo it is: name the hub id the caller gave.
+            raise UnsafeHeadError(f"model {model_id!r} from the Hugging Face Hub cache: {exc}") from exc
         if head is not None:
             use_differentiable_head = isinstance(head, SetFitHead)
         return cls(
@@ -163,6 +192,16 @@ class SetFitModel:
     def multi_label(self) -> bool:
         return self.multi_target_strategy is not None
 
+    @property
+    def id2label(self) -> dict[int, Any]:
+        """Head index -> label, e.g. `{0: "negative", 1: "positive"}`; `{}` when the model has no labels."""
+        return dict(enumerate(self.labels)) if self.labels is not None else {}
+
+    @property
+    def label2id(self) -> dict[Any, int]:
+        """Label -> head index, the inverse of `id2label`; `{}` when the model has no labels."""
+        return {label: i for i, label in enumerate(self.labels)} if self.labels is not None else {}
+
     def to(self, device: str | torch.device) -> SetFitModel:
         self.model_body.to(device)
         if isinstance(self.model_head, torch.nn.Module):
@@ -177,12 +216,76 @@ class SetFitModel:
                 module.requires_grad_(False)
 
     def unfreeze(self, component: str | None = None, keep_body_frozen: bool | None = None) -> None:
+        """Let gradients flow again for "body", "head" or both (None); `keep_body_frozen` is deprecated."""
         if keep_body_frozen is not None:  # setfit 0.x spelling
-            component = "head" if keep_body_frozen else None
+            suggested = '"head"' if keep_body_frozen else "no argument"
+            warnings.warn(f"unfreeze(keep_body_frozen=...) is deprecated; pass {suggested} instead",
+                          DeprecationWarning, stacklevel=2)
+            if keep_body_frozen and not component:
+                component = "head"
         for part in ("body", "head") if component is None else (component,):
             module = self.model_body if part == "body" else self.model_head
             if isinstance(module, torch.nn.Module):
                 module.requires_grad_(True)
+
+    # ---- training -------------------------------------------------------------------------------
+    def fit(
+        self,
+        x_train: list[str],
+        y_train: list[Any],
+        num_epochs: int,
+        batch_size: int | None = None,
+        body_learning_rate: float | None = None,
+        head_learning_rate: float | None = None,
+        end_to_end: bool = False,
+        l2_weight: float | None = None,
+        max_length: int | None = None,
+        show_progress_bar: bool = True,
+    ) -> None:
+        """Train the head on `x_train` with the body as it is (setfit's `SetFitModel.fit`: phase 2 alone).
+
+        `y_train`: ints, strings or multi-hot rows, checked like a Trainer's train_dataset. A differentiable
+        head trains for `num_epochs` (the body too with `end_to_end=True`, at `body_learning_rate`); a
+        scikit-learn head is fitted once and ignores the epoch, batch and rate arguments. Unset values take
+        `TrainingArguments`' classifier-phase defaults (batch 2, head rate 1e-2, body rate 1e-5,
+        `l2_weight` 0.01), and the seed is its default 42.
+        """
+        from setfit_core.args import TrainingArguments
+        from setfit_core.data import LabelEncoder, load_labeled
+        from setfit_core.training.classifier_phase import train_head
+
+        defaults = TrainingArguments()
+        args = TrainingArguments(
+            num_epochs=(defaults.embedding_num_epochs, num_epochs),
+            batch_size=(defaults.embedding_batch_size, batch_size or defaults.classifier_batch_size),
+            body_learning_rate=(defaults.body_embedding_learning_rate,
+                                body_learning_rate or defaults.body_classifier_learning_rate),
+            head_learning_rate=head_learning_rate or defaults.head_learning_rate,
+            end_to_end=end_to_end,
+            l2_weight=l2_weight,
+            max_length=max_length,
+            show_progress_bar=show_progress_bar,
+        )
+        texts, labels = _as_list(x_train, "x_train"), _as_list(y_train, "y_train")
+        if len(texts) != len(labels):
+            raise ValueError(f"x_train has {len(texts)} texts but y_train {len(labels)} labels; give one label per "
+                             "text")
+        data = load_labeled({"text": texts, "label": labels}, None, "train data (x_train, y_train)")
+        if data.multi_label != self.multi_label:
+            raise ValueError(
+                "y_train holds multi-hot rows but the model has no multi_target_strategy; load it with "
+                "multi_target_strategy='one-vs-rest' (or 'multi-output'/'classifier-chain')" if data.multi_label
+                else f"the model has multi_target_strategy={self.multi_target_strategy!r} but y_train holds single "
+                "labels; give multi-hot rows or drop multi_target_strategy"
+            )
+        encoder = LabelEncoder.fit(data, self.labels, "y_train")
+        head = self.model_head
+        if isinstance(head, SetFitHead) and head.out_features != encoder.num_classes:
+            raise ValueError(f"the differentiable head has out_features={head.out_features} but y_train has "
+                             f"{encoder.num_classes} classes; give it out_features={encoder.num_classes}")
+        if encoder.labels is not None and self.labels is None:
+            self.labels = list(encoder.labels)
+        train_head(self, data.texts, encoder.encode(data.labels, "y_train"), encoder.num_classes, args)
 
     # ---- inference ------------------------------------------------------------------------------
     def encode(
@@ -190,11 +293,16 @@ class SetFitModel:
         inputs: list[str] | str,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
-        as_numpy: bool = True,
+        as_numpy: bool | None = None,
     ) -> np.ndarray | torch.Tensor:
-        """Sentence embeddings (normalised when `normalize_embeddings`)."""
+        """Sentence embeddings (normalised when `normalize_embeddings`).
+
+        As in setfit, a torch tensor (on the model's device) for a model with a differentiable head, else a
+        numpy array; `as_numpy` (not in setfit) asks for one or the other."""
         single = isinstance(inputs, str)
         texts = [inputs] if single else list(inputs)
+        if as_numpy is None:
+            as_numpy = not self.has_differentiable_head
         self.model_body.eval()
         embeddings = embed(self.model_body, texts, batch_size, self.normalize_embeddings, bool(show_progress_bar))
         out = embeddings.cpu().numpy() if as_numpy else embeddings
@@ -255,6 +363,40 @@ class SetFitModel:
 
         save_model(self, save_directory, setfit_compatible=setfit_compatible)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Push model using huggingface_hub.",
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        create_pr: bool | None = None,
+        allow_patterns: list[str] | str | None = None,
+        ignore_patterns: list[str] | str | None = None,
+        delete_patterns: list[str] | str | None = None,
+        setfit_compatible: bool = False,
+    ) -> Any:
+        """Upload the directory `save_pretrained` writes to Hub model repo `repo_id` (created if missing), as
+        one commit; returns huggingface_hub's `CommitInfo` (a str: the commit's URL).
+
+        `branch`, `create_pr` and the `*_patterns` go to `HfApi.upload_folder`; `setfit_compatible=True` also
+        uploads the pickled head setfit 1.x reads. Needs the network: refused while `HF_HUB_OFFLINE` is set.
+        """
+        from setfit_core.model_io.hub import push_model
+
+        return push_model(
+            self, repo_id, commit_message=commit_message, private=private, token=token, branch=branch,
+            create_pr=create_pr, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+            delete_patterns=delete_patterns, setfit_compatible=setfit_compatible,
+        )
+
     def __repr__(self) -> str:
         head = type(self.model_head).__name__ if self.model_head is not None else "None (built at training)"
         return f"SetFitModel(head={head}, labels={self.labels}, multi_target_strategy={self.multi_target_strategy!r})"
+
+
+def _as_list(values: Any, name: str) -> list[Any]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name!r} must be a list (or array) with one entry per example; got {type(values).__name__}")
+    return values.tolist() if hasattr(values, "tolist") else list(values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +19,8 @@ from setfit_core.engine.options import EngineOptions
 from setfit_core.metrics import check_metric, compute_metric
 from setfit_core.modeling import SetFitModel, build_sklearn_head
 from setfit_core.probe import ProbeComparison, compare, probe_predictions
-from setfit_core.seeding import set_seed
 from setfit_core.tokenization import max_length_of, warn_if_truncated
-from setfit_core.training.classifier_phase import fit_differentiable_head, fit_end_to_end, fit_sklearn_head
+from setfit_core.training.classifier_phase import train_head
 from setfit_core.training.embedding_phase import BodyTrainingResult, ProgressFn, train_body
 
 logger = logging.getLogger(__name__)
@@ -177,24 +177,9 @@ class Trainer:
     def train_classifier(self, args: TrainingArguments | None = None) -> None:
         args = args or self.args
         split = self._require_train()
-        model = self.model
-        if self.encoder.labels is not None and model.labels is None:
-            model.labels = list(self.encoder.labels)
-        if not model.has_differentiable_head:
-            embeddings = model.encode(split.texts, batch_size=64, show_progress_bar=args.show_progress_bar)
-            fit_sklearn_head(model.model_head, embeddings, split.ids)
-            return
-        if model.model_head is None:
-            set_seed(args.seed)
-            model.model_head = model.new_differentiable_head(self.encoder.num_classes)
-        model.model_head.requires_grad_(True)
-        if args.end_to_end:
-            fit_end_to_end(model, split.texts, split.ids, args)
-            return
-        model.freeze("body")
-        embeddings = model.encode(split.texts, batch_size=64, show_progress_bar=args.show_progress_bar, as_numpy=False)
-        fit_differentiable_head(model.model_head, embeddings, split.ids, args)
-        model.unfreeze("body")
+        if self.encoder.labels is not None and self.model.labels is None:
+            self.model.labels = list(self.encoder.labels)
+        train_head(self.model, split.texts, split.ids, self.encoder.num_classes, args)
 
     def _score_probe(self, split: EncodedSplit, eval_split: EncodedSplit) -> dict[str, float]:
         """The frozen-probe baseline on the eval split, while the body is still untouched."""
@@ -203,9 +188,22 @@ class Trainer:
             probe_head = clone(head)  # the model's own head settings, unfitted
         else:  # a differentiable head: setfit's default head stands in
             probe_head = build_sklearn_head({}, self.model.multi_target_strategy)
-        encode = lambda texts: self.model.encode(texts, batch_size=64, show_progress_bar=False)  # noqa: E731
+        encode = lambda texts: self.model.encode(texts, batch_size=64, show_progress_bar=False, as_numpy=True)  # noqa: E731
         predicted = probe_predictions(encode, probe_head, split.texts, split.ids, {"eval": eval_split.texts})
         return compute_metric(self.metric, predicted["eval"], eval_split.ids, self.metric_kwargs)
+
+    # ---- setfit's deprecated shims -------------------------------------------------------------
+    def freeze(self, component: str | None = None) -> None:
+        """Deprecated, as in setfit: `SetFitModel.freeze`. `train()` freezes what each phase must not train."""
+        warnings.warn(f"{type(self).__name__}.freeze is deprecated; call trainer.model.freeze() directly",
+                      DeprecationWarning, stacklevel=2)
+        self.model.freeze(component)
+
+    def unfreeze(self, component: str | None = None, keep_body_frozen: bool | None = None) -> None:
+        """Deprecated, as in setfit: `SetFitModel.unfreeze`."""
+        warnings.warn(f"{type(self).__name__}.unfreeze is deprecated; call trainer.model.unfreeze() directly",
+                      DeprecationWarning, stacklevel=2)
+        self.model.unfreeze(component, keep_body_frozen=keep_body_frozen)
 
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, dataset: Any = None, metric_key_prefix: str | None = None) -> dict[str, float]:

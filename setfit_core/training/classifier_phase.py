@@ -16,10 +16,35 @@ import numpy as np
 import torch
 
 from setfit_core.args import TrainingArguments
+from setfit_core.model_io.body_loading import embedding_dimension
 from setfit_core.seeding import set_seed
 from setfit_core.tokenization import max_length_of, tokenize
 
 logger = logging.getLogger(__name__)
+
+
+def train_head(model, texts: list[str], y: np.ndarray, num_classes: int, args: TrainingArguments) -> None:
+    """Phase 2 on `model` (a `SetFitModel`): fit its head on `texts` with head-index labels `y`.
+
+    A missing differentiable head is built here, seeded by `args.seed`, and a lazy one
+    (`in_features=None`) gets the body's width; `Trainer.train_classifier` and `SetFitModel.fit` both
+    come here."""
+    if not model.has_differentiable_head:
+        embeddings = model.encode(texts, batch_size=64, show_progress_bar=args.show_progress_bar, as_numpy=True)
+        fit_sklearn_head(model.model_head, embeddings, y)
+        return
+    if model.model_head is None:
+        set_seed(args.seed)
+        model.model_head = model.new_differentiable_head(num_classes)
+    model.model_head.build(embedding_dimension(model.model_body))
+    model.model_head.requires_grad_(True)
+    if args.end_to_end:
+        fit_end_to_end(model, texts, y, args)
+        return
+    model.freeze("body")
+    embeddings = model.encode(texts, batch_size=64, show_progress_bar=args.show_progress_bar, as_numpy=False)
+    fit_differentiable_head(model.model_head, embeddings, y, args)
+    model.unfreeze("body")
 
 
 def fit_sklearn_head(head, embeddings: np.ndarray, y: np.ndarray):
