@@ -15,13 +15,16 @@ from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.inference import embed
+from setfit_core.engine.onnx_body import OnnxBody
 from setfit_core.model_io.body_loading import (
     default_device,
     default_model_path,
     embedding_dimension,
     load_body,
     locate_model,
+    resolve_model_location,
 )
+from setfit_core.model_io.onnx_format import check_backend
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +127,7 @@ class SetFitModel:
         device: str | None = None,
         trust_pickle: bool = False,
         trust_remote_code: bool = False,
+        backend: str = "torch",
     ) -> SetFitModel:
         """Load a saved SetFit model, or start a new one from a sentence-transformers body.
 
@@ -134,19 +138,28 @@ class SetFitModel:
         `model_head.*` file loads with its head and labels; a pickled head (`model_head.pkl`) only with
         `trust_pickle=True`. A pipeline model stage that references its body stage (``body_ref.json``)
         loads its body from there, ``../../body/<key>`` beside it.
+
+        ``backend="onnx"`` (as in sentence-transformers) loads a directory `export_onnx` wrote, or a pipeline
+        model stage trained with ``export_onnx``, for prediction through onnxruntime: the body is its ONNX
+        graph (no torch weights are loaded), the head the saved one. `device` defaults to "cpu" there.
         """
         from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
         from setfit_core.model_io.sklearn_head import UnsafeHeadError
 
         _check_strategy(multi_target_strategy, use_differentiable_head)
+        check_backend(backend)
         location = locate_model(
             model_id if model_id is not None else default_model_path(),
             revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
             force_download=force_download,
         )
-        device = device or default_device()
-        body = load_body(location, device=device, trust_remote_code=trust_remote_code)
         saved = read_saved_config(location)
+        if backend == "onnx":
+            device = device or "cpu"
+            body = OnnxBody.load(location, resolve_model_location(location), saved, device=device)
+        else:
+            device = device or default_device()
+            body = load_body(location, device=device, trust_remote_code=trust_remote_code)
         if normalize_embeddings is None:
             normalize_embeddings = saved.get("normalize_embeddings", False)
         labels = labels if labels is not None else saved.get("labels")
@@ -183,6 +196,11 @@ class SetFitModel:
     @property
     def has_differentiable_head(self) -> bool:
         return self._differentiable
+
+    @property
+    def backend(self) -> str:
+        """"onnx" for a model loaded with ``backend="onnx"`` (prediction only), else "torch"."""
+        return "onnx" if isinstance(self.model_body, OnnxBody) else "torch"
 
     @property
     def device(self) -> torch.device:
@@ -304,7 +322,13 @@ class SetFitModel:
         if as_numpy is None:
             as_numpy = not self.has_differentiable_head
         self.model_body.eval()
-        embeddings = embed(self.model_body, texts, batch_size, self.normalize_embeddings, bool(show_progress_bar))
+        if isinstance(self.model_body, OnnxBody):
+            embeddings = torch.from_numpy(self.model_body.embed(texts, batch_size, bool(show_progress_bar)))
+            if self.normalize_embeddings and not self.model_body.normalized:  # asked for at load, not in the graph
+                embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)
+        else:
+            embeddings = embed(self.model_body, texts, batch_size, self.normalize_embeddings,
+                               bool(show_progress_bar))
         out = embeddings.cpu().numpy() if as_numpy else embeddings
         return out[0] if single else out
 
@@ -362,6 +386,22 @@ class SetFitModel:
         from setfit_core.model_io.setfit_format import save_model
 
         save_model(self, save_directory, setfit_compatible=setfit_compatible)
+
+    def export_onnx(self, directory: str | os.PathLike, quantize: str | None = None, opset: int | None = None) -> str:
+        """Write a directory that `from_pretrained(directory, backend="onnx")` loads; returns its path.
+
+        It holds what `save_pretrained` writes plus ``onnx/sentence_embedding.onnx`` (``quantize="int8"``:
+        ``onnx/sentence_embedding_qint8.onnx``, int8 weights), one graph from token ids to the sentence
+        embedding: pooling, the body's ``Normalize`` and `normalize_embeddings` included. The head stays the
+        saved scikit-learn or torch head, applied to the graph's embeddings. `opset`: the ONNX opset (default
+        17). Needs the ``onnx`` extra (``pip install 'setfit-pipeline[onnx]'``).
+        """
+        from setfit_core.model_io.onnx_export import export_onnx
+
+        if self.backend == "onnx":
+            raise ValueError("this model was loaded with backend='onnx' and is exported already; load it with "
+                             "backend='torch' to export it again")
+        return export_onnx(self, directory, quantize=quantize, opset=opset)
 
     def push_to_hub(
         self,
