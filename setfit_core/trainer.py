@@ -71,6 +71,9 @@ class Trainer:
         self.model = model if model is not None else model_init()
         if not isinstance(self.model, SetFitModel):
             raise TypeError(f"'model' must be a setfit_core.SetFitModel; got {type(self.model).__name__}")
+        if self.model.backend != "torch":
+            raise ValueError("the model was loaded with backend='onnx', which predicts only; load it with "
+                             "SetFitModel.from_pretrained(..., backend='torch') to train it")
         self.args = args if args is not None else TrainingArguments()
         if not isinstance(self.args, TrainingArguments):
             raise TypeError(f"'args' must be a setfit_core.TrainingArguments; got {type(self.args).__name__}")

@@ -177,12 +177,11 @@ class SentenceEmbedding(torch.nn.Module):
 
     def __init__(self, body, input_names: tuple[str, ...], normalize_embeddings: bool) -> None:
         super().__init__()
-        from sentence_transformers.models import Normalize
-
         self.body = copy.deepcopy(body).to("cpu").float().eval()
         self.input_names = input_names
         self.normalize = bool(normalize_embeddings)
-        self.normalized = self.normalize or any(isinstance(m, Normalize) for m in self.body.children())
+        self.normalized = self.normalize or any(
+            type(m).__name__ == "Normalize" for m in self.body.children())  # its module path moved in ST 6
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         features = dict(zip(self.input_names, tensors, strict=True))
@@ -278,8 +277,9 @@ def _quiet_tracing() -> Iterator[None]:
     `check_graph` tests the result on padded and unpadded batches instead."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
         yield
 
 
