@@ -6,7 +6,7 @@ Parquet part beside the output, one task merges them into the output (same file,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
@@ -24,8 +24,10 @@ from setfit_pipeline.tasks.shards import remove_parts_task
 
 from setfit_core.artifacts.aliases import AliasRecord, resolve_record_uri
 from setfit_core.pipeline import dataset_label
-from setfit_core.pipeline.batch_predict import resolve_model_uri
+from setfit_core.pipeline.batch_predict import check_engine, resolve_model_uri
 from setfit_core.pipeline.report import prediction_markdown
+
+Engine = Literal["torch", "onnx"]
 
 
 def _flow_run_name() -> str:
@@ -47,6 +49,7 @@ def predict_flow(
     dask_address: str | None = None,
     dask_workers: int | None = None,
     shards: int | None = None,
+    engine: Engine = "torch",
 ) -> dict[str, Any]:
     """Predict every text of `input_data` (Parquet / CSV / JSONL, local or ``s3://``) into `output_data`.
 
@@ -58,17 +61,22 @@ def predict_flow(
 
     ``task_runner="dask"`` shards the rows over a local Dask cluster of `dask_workers` processes
     (default: one per core) or the scheduler at `dask_address`; `shards` defaults to one per worker.
+
+    ``engine="onnx"`` runs the model's ONNX export through onnxruntime (a model trained with
+    ``export_onnx=true``, e.g. the one nightly-retrain promotes, or a directory `SetFitModel.export_onnx`
+    wrote); a model without one is an error before any row is read.
     """
     scale = ScaleOut(task_runner, dask_address, dask_workers, shards).validate()  # before any work
+    check_engine(engine)
     try:
         # Resolved once, now: a promotion while this run predicts does not mix two models in one output.
         alias = resolve_record_uri(model, storage_options)
         model = resolve_model_uri(alias.model_uri if alias else model, storage_options)  # refuses other stages
         if not scale.sharded:
-            result = predict_task(model, input_data, output_data, text_column, batch_size, storage_options)
+            result = predict_task(model, input_data, output_data, text_column, batch_size, storage_options, engine)
         else:
             result = sharded_predict.with_options(task_runner=scale.task_runner_instance())(
-                model, input_data, output_data, text_column, batch_size, storage_options, scale.shards)
+                model, input_data, output_data, text_column, batch_size, storage_options, scale.shards, engine)
     except Exception as exc:
         failure_artifact(dataset_label(input_data), "predict", exc)
         raise
@@ -94,12 +102,14 @@ def sharded_predict(
     batch_size: int = 64,
     storage_options: dict[str, Any] | None = None,
     shards: int | None = None,
+    engine: Engine = "torch",
 ) -> dict[str, Any]:
     """`predict_flow` on this flow's task runner (Dask): one task per shard, then one merge task."""
     work = predict_shard_layout_task(input_data, output_data, shards, text_column, storage_options)
     try:
         parts = predict_shard_task.map(unmapped(model), unmapped(input_data), work["shards"],
-                                       unmapped(text_column), unmapped(batch_size), unmapped(storage_options))
+                                       unmapped(text_column), unmapped(batch_size), unmapped(storage_options),
+                                       unmapped(engine))
         wait(parts)  # all shards settle before `finally` removes their prefix (a late one would re-create it)
         # .result() raises a failed shard's error; handing failed futures to the merge task would only
         # leave it NotReady and let this flow end "Completed" without output.
@@ -121,7 +131,9 @@ if __name__ == "__main__":
     parser.add_argument("--dask-address", help="an existing scheduler, e.g. tcp://10.0.0.5:8786")
     parser.add_argument("--dask-workers", type=int, help="workers of the local cluster (default: one per core)")
     parser.add_argument("--shards", type=int, help="default: one per worker")
+    parser.add_argument("--engine", choices=["torch", "onnx"], default="torch")
     cli = parser.parse_args()
     result = predict_flow(cli.model, cli.input_data, cli.output_data, cli.text_column, task_runner=cli.task_runner,
-                          dask_address=cli.dask_address, dask_workers=cli.dask_workers, shards=cli.shards)
+                          dask_address=cli.dask_address, dask_workers=cli.dask_workers, shards=cli.shards,
+                          engine=cli.engine)
     print(json.dumps(result, indent=2))

@@ -79,6 +79,8 @@ def train_pipeline(
     metric_kwargs: dict[str, Any] | None = None,
     storage_options: dict[str, Any] | None = None,
     self_contained: bool = False,
+    export_onnx: bool = False,
+    onnx_quantize: Literal["int8"] | None = None,
     task_runner: TaskRunnerName = "default",
     dask_address: str | None = None,
     dask_workers: int | None = None,
@@ -98,7 +100,9 @@ def train_pipeline(
 
     The model stage references the body stage it was built from (``body_ref.json``): models that share a
     body store it once. `self_contained` copies the body's files into the model directory instead, for a
-    model shipped as one directory.
+    model shipped as one directory. `export_onnx` also writes the body as an ONNX graph into the model stage
+    (fp32, or int8 with ``onnx_quantize="int8"``; needs the onnx extra), which `predict_flow` with
+    ``engine="onnx"`` runs: a rerun reuses it like any stage.
 
     Scaling out: ``task_runner="dask"`` shards the embeddings stage over a Dask cluster: a local one
     with `dask_workers` worker processes (default: one per core), or the scheduler at `dask_address`
@@ -121,7 +125,7 @@ def train_pipeline(
             "head_params": head_params, "eval_data": eval_data, "test_data": test_data,
             "column_mapping": column_mapping, "use_differentiable_head": use_differentiable_head, "metric": metric,
             "metric_kwargs": metric_kwargs, "storage_options": storage_options, "strict": strict,
-            "self_contained": self_contained,
+            "self_contained": self_contained, "export_onnx": export_onnx, "onnx_quantize": onnx_quantize,
         }).validate().to_dict()  # argument errors surface here, before any task
         gate = None if promote_to is None else PromotionGate(promote_to, min_improvement, allow_label_change).validate()
         return _stages(job, scale, gate)

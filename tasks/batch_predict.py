@@ -19,11 +19,12 @@ def predict_task(
     text_column: str = "text",
     batch_size: int = 64,
     storage_options: dict[str, Any] | None = None,
+    engine: str = "torch",
 ) -> dict[str, Any]:
     result = predict_to_parquet(model, input_data, output_data, text_column=text_column, batch_size=batch_size,
-                                storage_options=storage_options)
+                                storage_options=storage_options, engine=engine)
     output = result["output_data"]  # a directory given as output_data holds predictions.parquet
-    run_logger().info("predicted %d rows in %.2f s -> %s", result["rows"], result["seconds"], output)
+    run_logger().info("predicted %d rows in %.2f s (%s) -> %s", result["rows"], result["seconds"], engine, output)
     if in_run():
         location_artifact(output, f"predictions ({result['rows']} rows)", None, storage_options, directory=False,
                           description=f"model {model}")

@@ -45,9 +45,10 @@ def predict_shard_task(
     text_column: str = "text",
     batch_size: int = 64,
     storage_options: dict[str, Any] | None = None,
+    engine: str = "torch",
 ) -> dict[str, Any]:
     result = predict_shard(model, input_data, shard["part"], tuple(shard["batches"]), text_column, batch_size,
-                           storage_options=storage_options)
+                           storage_options=storage_options, engine=engine)
     run_logger().info("shard %d: %d rows in %.2f s", shard["index"], result["rows"], result["seconds"])
     return {**result, "index": shard["index"]}
 
@@ -61,6 +62,7 @@ def merge_predictions_task(
     ordered = [p["part"] for p in sorted(parts, key=lambda p: p["index"])]
     result = merge_predictions(ordered, output_data, storage_options)
     result["seconds"] = result["seconds"] + max(p["seconds"] for p in parts)  # merge plus the slowest shard
+    result["engine"] = parts[0].get("engine", "torch")
     run_logger().info("merged %d shard(s): %d rows -> %s", len(parts), result["rows"], output_data)
     if in_run():
         create_link_artifact(link=output_data if "://" in output_data else f"file://{output_data}",

@@ -4,6 +4,9 @@ Output columns: ``text``, ``predicted_label`` (the class name when the model kno
 class id), ``predicted_id`` and ``probabilities`` (fixed-size list<float32>, one per class). Parquet
 input is streamed one batch at a time; rows are written as one row group per batch.
 
+``engine="onnx"`` predicts with the model's ONNX export (`SetFitModel.export_onnx`, or a pipeline model
+trained with ``export_onnx``) through onnxruntime; ``"torch"`` (the default) with its torch body.
+
 The output is one Parquet file. An output that names a directory (an existing local directory, an S3
 prefix with objects under it, or any URI ending in "/") gets `PREDICTIONS_FILE` inside it
 (`resolve_output`). The file appears complete or not at all: a local one is written to a hidden temp
@@ -41,6 +44,21 @@ _ANY_STAGE_URI = re.compile(r"^(?P<root>.+)/(?P<stage>pairs|body|embeddings|head
                             r"(?P<key>[0-9a-f]{8,64})/?$")
 # The file written inside an output that names a directory.
 PREDICTIONS_FILE = "predictions.parquet"
+ENGINES = ("torch", "onnx")
+
+
+def check_engine(engine: Any) -> str:
+    """`engine`, checked before any model is fetched; "onnx" needs the onnx extra."""
+    if engine not in ENGINES:
+        raise ValueError(f"'engine' must be one of {list(ENGINES)}; got {engine!r}")
+    if engine == "onnx":
+        from setfit_core.model_io.onnx_format import require_onnx
+
+        try:
+            require_onnx("engine='onnx'")
+        except ImportError as exc:  # a value the user can change
+            raise ValueError(str(exc)) from exc
+    return engine
 
 
 def resolve_output(output_data: str, storage_options: Mapping[str, Any] | None = None) -> str:
@@ -194,22 +212,31 @@ def predict_to_parquet(
     storage_options: Mapping[str, Any] | None = None,
     progress: ProgressFn | None = None,
     device: str | None = None,
+    engine: str = "torch",
 ) -> dict[str, Any]:
-    """Predict every text of `input_data` with `model`; returns rows, seconds and the output file's URI
-    (`resolve_output`: a directory gets `PREDICTIONS_FILE` inside it)."""
+    """Predict every text of `input_data` with `model`; returns rows, seconds, the engine and the output file's
+    URI (`resolve_output`: a directory gets `PREDICTIONS_FILE` inside it)."""
     started = time.perf_counter()
+    check_engine(engine)
     output_data = resolve_output(output_data, storage_options)
     with fetch_model(model, storage_options) as location:
-        loaded = load_predictor(model, location, device)
+        loaded = load_predictor(model, location, device, engine)
         fs, path = url_to_fs(output_data, storage_options)
         rows = _write_predictions(loaded, iter_texts(input_data, text_column, rows_per_group, storage_options),
                                   fs, path, batch_size, input_data, progress)
-    return {"output_data": output_data, "rows": rows, "seconds": time.perf_counter() - started}
+    return {"output_data": output_data, "rows": rows, "seconds": time.perf_counter() - started, "engine": engine}
 
 
-def load_predictor(model: str, location: str, device: str | None) -> SetFitModel:
-    """The model at `location` (fetched from `model`), checked to be one batch prediction supports."""
-    loaded = SetFitModel.from_pretrained(location, device=device)
+def load_predictor(model: str, location: str, device: str | None, engine: str = "torch") -> SetFitModel:
+    """The model at `location` (fetched from `model`) on `engine`, checked to be one batch prediction supports."""
+    try:
+        loaded = SetFitModel.from_pretrained(location, device=device, backend=check_engine(engine))
+    except ValueError as exc:
+        if engine != "onnx" or "has no ONNX export" not in str(exc):
+            raise
+        raise ValueError(f"model {model!r} has no ONNX export, so engine='onnx' cannot run it: train it with "
+                         "export_onnx=true (setfit-pipeline train --export-onnx), or predict with engine='torch'"
+                         ) from exc
     if loaded.multi_label:
         raise ValueError(f"model {model!r} is multi-label; batch prediction supports single-label models")
     return loaded

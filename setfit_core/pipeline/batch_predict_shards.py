@@ -23,6 +23,7 @@ import pyarrow as pa
 from setfit_core.modeling import SetFitModel
 from setfit_core.pipeline.batch_predict import (
     check_column,
+    check_engine,
     check_texts,
     fetch_model,
     is_parquet,
@@ -78,17 +79,19 @@ def predict_shard(
     rows_per_group: int = 4096,
     storage_options: Mapping[str, Any] | None = None,
     device: str | None = None,
+    engine: str = "torch",
 ) -> dict[str, Any]:
     """Predict input batches ``[start, stop)`` (of `rows_per_group` rows each) into the part at `uri`."""
     started = time.perf_counter()
+    check_engine(engine)
     with fetch_model(model, storage_options) as location:
-        loaded = load_predictor(model, location, device)
+        loaded = load_predictor(model, location, device, engine)
         texts = iter_texts(input_data, text_column, rows_per_group, storage_options)
         tables = _shard_tables(loaded, texts, batches, batch_size, input_data)
         rows = write_part(uri, tables, storage_options)
     seconds = time.perf_counter() - started
     logger.info("predicted batches %s (%d rows) in %.2f s -> %s", batches, rows, seconds, uri)
-    return {"part": uri, "rows": rows, "batches": list(batches), "seconds": seconds}
+    return {"part": uri, "rows": rows, "batches": list(batches), "seconds": seconds, "engine": engine}
 
 
 def _shard_tables(

@@ -16,6 +16,11 @@ Export copies files and never loads a model. Two layouts, chosen by the stage co
 An end-to-end model's fine-tuned body lives in its head stage (a whole model): by reference, the model
 stage holds that stage's head files (`HEAD_FILES`) and references the head stage for the body.
 
+With ``onnx`` in the stage config (`PipelineJob.export_onnx`), export also loads the model on CPU and writes
+its body as an ONNX graph (`setfit_core.model_io.onnx_export.write_onnx`: ``onnx/...`` plus the ``"onnx"``
+entry of ``config_setfit.json``), in either layout: ``from_pretrained(uri, backend="onnx")`` and batch
+prediction with ``engine="onnx"`` load it, and the torch model loads from the same directory as before.
+
 The manifest's ``metrics`` hold ``bytes`` (what the directory holds), ``body_ref`` (the referenced stage,
 or null when self-contained) and, when the run knows it, ``lineage`` (`setfit_core.pipeline.lineage`):
 the training setup the model belongs to, read by `artifacts gc --keep-last`. Metrics are not part of the
@@ -50,11 +55,37 @@ def run_export(store: ArtifactStore, spec: StageSpec, lineage: dict[str, Any] | 
             only = None if ref.stage == "body" else HEAD_FILES  # an end-to-end head stage holds a body too
             copied = copy_stage_files(parent_dir(store, spec, "head"), writer.dir, only)
             copied += write_body_ref(writer.dir, ref).stat().st_size
+        if spec.config.get("onnx") is not None:
+            copied += export_graph(store, spec, writer.dir)
         writer.metrics.update(bytes=copied, body_ref={"stage": ref.stage, "key": ref.key} if ref else None)
         if lineage is not None:
             writer.metrics["lineage"] = dict(lineage)
 
     return find_or_compute(store, spec, compute)
+
+
+def export_graph(store: ArtifactStore, spec: StageSpec, directory: Path) -> int:
+    """Write the ONNX graph of the model the parents make into `directory`; returns the bytes written."""
+    from setfit_core.model_io.onnx_export import add_entry, write_onnx
+
+    onnx = spec.config["onnx"]
+    model = assemble_model(parent_dir(store, spec, body_ref(spec).stage), parent_dir(store, spec, "head"))
+    entry = write_onnx(model, directory, onnx["quantize"], onnx["opset"])
+    add_entry(directory, entry)
+    return (directory / entry.file).stat().st_size
+
+
+def assemble_model(body_dir: Path, head_dir: Path):
+    """The `SetFitModel` of a body stage (or an end-to-end head stage) and a head stage, on CPU."""
+    from setfit_core.model_io.body_loading import load_body
+    from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
+    from setfit_core.modeling import SetFitModel
+
+    config = read_saved_config(str(head_dir))
+    head = load_saved_head(str(head_dir), config, device="cpu", trust_pickle=False)
+    return SetFitModel(load_body(str(body_dir), device="cpu"), head, labels=config.get("labels"),
+                       multi_target_strategy=config.get("multi_target_strategy"),
+                       normalize_embeddings=config.get("normalize_embeddings", False))
 
 
 def body_ref(spec: StageSpec) -> BodyRef:

@@ -43,6 +43,10 @@ class PipelineJob:
     strict: bool = False
     # The model stage copies the body's files instead of referencing the body stage (export_stage.py).
     self_contained: bool = False
+    # The model stage also holds the body as an ONNX graph (fp32, or int8 with onnx_quantize="int8"), which
+    # batch prediction with engine="onnx" runs. Keyed only when on: other models keep their keys.
+    export_onnx: bool = False
+    onnx_quantize: str | None = None
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PipelineJob:
@@ -81,6 +85,7 @@ class PipelineJob:
                 raise ValueError(f"{name!r} must be a dict; got {getattr(self, name)!r}")
         if not isinstance(self.strict, bool):
             raise ValueError(f"'strict' must be true or false; got {self.strict!r}")
+        self._validate_onnx()
         to_plain(self.args, "args")  # JSON values only: they are hashed into stage keys
         to_plain(self.head_params, "head_params")
         args = self.training_args
@@ -96,6 +101,27 @@ class PipelineJob:
         if not self.use_differentiable_head:
             _check_sklearn_head_params(self.head_params)
         return self
+
+    def _validate_onnx(self) -> None:
+        from setfit_core.model_io.onnx_format import QUANTIZE_CHOICES, require_onnx
+
+        if not isinstance(self.export_onnx, bool):
+            raise ValueError(f"'export_onnx' must be true or false; got {self.export_onnx!r}")
+        if self.onnx_quantize not in QUANTIZE_CHOICES:
+            raise ValueError(f"'onnx_quantize' must be null (fp32) or 'int8'; got {self.onnx_quantize!r}")
+        if self.onnx_quantize is not None and not self.export_onnx:
+            raise ValueError(f"onnx_quantize={self.onnx_quantize!r} applies to the ONNX export; set export_onnx=true "
+                             "too, or drop onnx_quantize")
+        if self.export_onnx:
+            try:
+                require_onnx("export_onnx=true")
+            except ImportError as exc:  # a value the user can change, caught before stage 1
+                raise ValueError(str(exc)) from exc
+
+    @property
+    def onnx(self) -> dict[str, Any] | None:
+        """What the model stage exports ({"quantize": ...}), or None without `export_onnx`."""
+        return {"quantize": self.onnx_quantize} if self.export_onnx else None
 
     def validate_for(self, data: PipelineData) -> None:
         """Checks that need the class count (the differentiable head's shape)."""

@@ -66,7 +66,8 @@ def plan_stages(job: PipelineJob, data: PipelineData, cache_dir: str | None = No
     if eval_splits:
         specs["evaluation"] = _evaluation_spec(job, head, embeddings, {n: hashes[n] for n in eval_splits})
     parents = {"head": head.key} if job.end_to_end else {"head": head.key, "body": body.key}
-    specs["model"] = StageSpec("model", sc.model_config(job.self_contained), parents, {}, sc.versions("model"))
+    specs["model"] = StageSpec("model", sc.model_config(job.self_contained, job.onnx), parents, {},
+                               sc.versions("model_onnx" if job.export_onnx else "model"))
     return specs
 
 

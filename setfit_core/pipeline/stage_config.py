@@ -40,6 +40,8 @@ STAGE_PACKAGES = {
     "evaluation_differentiable": ("numpy", "scikit-learn", "torch"),
     "evaluation_end_to_end": (*_TORCH_STACK, "scikit-learn"),
     "model": (),
+    # A model stage with an ONNX export traces the body and quantizes it.
+    "model_onnx": (*_TORCH_STACK, "onnx", "onnxruntime"),
 }
 # Which stage keys each TrainingArguments field can enter (a field reaches a key only where its stage
 # uses it, e.g. `margin` only with a triplet loss). A test checks that every field is listed, so a new
@@ -183,11 +185,18 @@ def evaluation_config(metric: str, metric_kwargs: dict[str, Any], splits: list[s
             "probe": True}
 
 
-def model_config(self_contained: bool = False) -> dict[str, Any]:
-    """`self_contained`: the body's files are copied in, instead of referenced (`export_stage`)."""
+def model_config(self_contained: bool = False, onnx: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`self_contained`: the body's files are copied in, instead of referenced (`export_stage`). `onnx`:
+    ``{"quantize": None | "int8"}`` to also export the body as an ONNX graph; keyed only when given, so the
+    keys of models without one stay what they were."""
+    from setfit_core.model_io.onnx_export import DEFAULT_OPSET
     from setfit_core.model_io.setfit_format import FORMAT_VERSION
 
-    return {"format_version": FORMAT_VERSION, "normalize_embeddings": False, "self_contained": bool(self_contained)}
+    config: dict[str, Any] = {"format_version": FORMAT_VERSION, "normalize_embeddings": False,
+                              "self_contained": bool(self_contained)}
+    if onnx is not None:
+        config["onnx"] = {"quantize": onnx.get("quantize"), "opset": DEFAULT_OPSET}
+    return config
 
 
 def stage_args(config: dict[str, Any]) -> TrainingArguments:
