@@ -307,5 +307,12 @@ def run_pairs_case(spec: dict[str, Any]) -> dict[str, Any]:
 def worker_main(spec_json: str) -> None:
     """Run one spec; the environment (offline, no progress bars) was set by compare_setfit.spawn."""
     spec = json.loads(spec_json)
-    result = run_pairs_case(spec) if spec["kind"] == "pairs" else run_benchmark(spec)
+    if spec["kind"].startswith("predict") or spec["kind"] == "stream":
+        import _predict_workers
+
+        run = {"predict-prepare": _predict_workers.prepare, "predict": _predict_workers.predict,
+               "stream": _predict_workers.stream}[spec["kind"]]
+        result = run(spec)
+    else:
+        result = run_pairs_case(spec) if spec["kind"] == "pairs" else run_benchmark(spec)
     Path(spec["result_path"]).write_text(json.dumps(result, default=str))

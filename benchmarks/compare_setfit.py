@@ -6,6 +6,7 @@ on the same few-shot samples and model.
     python benchmarks/compare_setfit.py --summarize benchmarks/results/<timestamp>             # rebuild report
     python benchmarks/compare_setfit.py --pairs-memory                                         # 2x8 vs 5x64 RSS
     python benchmarks/compare_setfit.py --pairs-memory --gradient-checkpointing                # the same, checkpointed
+    python benchmarks/compare_setfit.py --predict --threads 2                  # predict texts/s, torch vs ONNX
 
 Every (library, dataset, shots, seed) run is a fresh subprocess (`--worker '<json spec>'`), so its peak RSS
 and CUDA peak are its own. See benchmarks/README.md.
@@ -41,6 +42,9 @@ WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_O
 # --pairs-memory: (name, classes, shots). 5x64 with oversampling is the pair explosion (81,920 pairs uncapped).
 PAIRS_DATASET, PAIRS_CASES = "sst5", (("2x8", 2, 8), ("5x64", 5, 64))
 PAIRS_RSS_TARGET = 1.10
+# --predict: each variant's texts/s over setfit 1.2.0's must reach these (2 CPU threads, sst2 test split).
+PREDICT_VARIANTS = ("setfit", "torch", "onnx_fp32", "onnx_int8")
+PREDICT_GOALS = {"onnx_fp32": 1.5, "onnx_int8": 2.5}
 
 
 def _csv(kind: type) -> Any:
@@ -81,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs-max-steps", type=int, default=30, help="max_steps for --pairs-memory runs")
     p.add_argument("--gradient-checkpointing", action="store_true",
                    help="--pairs-memory runs with TrainingArguments(gradient_checkpointing=True)")
+    p.add_argument("--predict", action="store_true",
+                   help="prediction texts/s: setfit 1.2.0 vs setfit_core torch vs ONNX fp32 vs int8, one trained model "
+                   "(the first of --datasets/--shots/--seeds), plus the peak RSS of streaming --stream-rows rows")
+    p.add_argument("--repeats", type=int, default=3, help="--predict: runs per variant, the variants alternating")
+    p.add_argument("--stream-rows", type=_csv(int), default=[100_000, 1_000_000],
+                   help="--predict: synthetic Parquet sizes for the streaming peak-RSS check (0: skip)")
     p.add_argument("--worker", metavar="SPEC_JSON", help=argparse.SUPPRESS)  # internal: one run
     return p
 
@@ -240,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     check_args(args)
     out = args.out or HERE / "results" / time.strftime("%Y%m%d-%H%M%S")
+    if args.predict:
+        from _predict_report import run_predict
+
+        return run_predict(args, out)
     return run_pairs_memory(args, out) if args.pairs_memory else run_matrix(args, out)
 
 

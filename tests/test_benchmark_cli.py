@@ -102,3 +102,40 @@ def test_summary_sets_the_four_rows_side_by_side_fewest_classes_first(tmp_path, 
     assert table[2] == "| sst2 | 2 | 8 | cuda | – | 0.670 | 0.650 | 0.640 | +2.0 pt | +3.0 pt | 10.0% |"
     assert table[3] == "| hwu64 | 64 | 8 | cuda | 0.760 | 0.840 | 0.770 | 0.780 | +7.0 pt | +6.0 pt | 2.0% |"
     assert "| fast vs probe | |  |  | +6.0 pt | +6.0 pt |" in summary
+
+
+def test_predict_alternates_variants_and_judges_the_onnx_goals(compare_setfit, tmp_path, monkeypatch):
+    """--predict: one prepare run, then every variant per repeat, the order alternating; ratios to setfit's
+    texts/s against the goals; the streaming rows. The workers are replaced by recorded results."""
+    import numpy as np
+
+    rates = {"setfit": 100.0, "torch": 110.0, "onnx_fp32": 160.0, "onnx_int8": 240.0}
+    calls: list[str] = []
+
+    def spawn(spec, out, name):
+        calls.append(name)
+        base = {"peak_rss_mib": 900.0, "host_probe_start_ms": 50.0, "host_probe_end_ms": 50.0, "torch_threads": 2,
+                "cpu_model": "test cpu", "versions": {}}
+        if spec["kind"] == "predict":
+            (out / "runs").mkdir(parents=True, exist_ok=True)
+            np.save(out / "runs" / f"{name}.npy", np.array([0, 1, 1, 0 if spec["variant"] == "onnx_int8" else 1]))
+            return {**base, "predict_texts_per_s": rates[spec["variant"]], "accuracy": 0.8, "macro_f1": 0.8}
+        if spec["kind"] == "stream":
+            return {**base, "predict_texts_per_s": 300.0, "peak_rss_after_predict_mib": 700.0,
+                    "output_rows": spec["rows"]}
+        return base
+
+    monkeypatch.setattr(compare_setfit, "spawn", spawn)
+    sys.modules.pop("_predict_report", None)
+    args = compare_setfit.build_parser().parse_args(["--predict", "--datasets", "sst2", "--repeats", "2",
+                                                     "--stream-rows", "1000,0"])
+    import _predict_report
+
+    assert _predict_report.run_predict(args, tmp_path / "out") == 0
+    assert calls == ["predict-prepare", "predict-setfit-0", "predict-torch-0", "predict-onnx_fp32-0",
+                     "predict-onnx_int8-0", "predict-onnx_int8-1", "predict-onnx_fp32-1", "predict-torch-1",
+                     "predict-setfit-1", "stream-1000"]
+    table = (tmp_path / "out" / "predict.md").read_text()
+    assert "| onnx_int8 | 240 (240–240) | 2.40× | ≥ 2.5× (NOT met) | 0.8000 | 0.7500 | 900 |" in table
+    assert "| onnx_fp32 | 160 (160–160) | 1.60× | ≥ 1.5× (met) |" in table
+    assert "| synthetic Parquet | 1,000 | 300 | 700 |" in table

@@ -1,0 +1,51 @@
+"""The ONNX export of the real offline all-MiniLM-L6-v2, trained briefly on sst2, against the torch model on
+500 sst2 test texts: fp32 agrees on >= 99.5% of predictions, int8 on >= 99%, accuracy within 0.5 point."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from setfit_core import SetFitModel, Trainer, TrainingArguments
+from tests.conftest import few_shot, shared_dataset
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'setfit-pipeline[onnx]'")
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+THRESHOLDS = {None: 0.995, "int8": 0.99}
+
+
+@pytest.fixture(scope="module")
+def sst2():
+    root = shared_dataset("sst2")
+    train = few_shot(pd.read_parquet(root / "train.parquet"), 64, seed=0)
+    test = pd.read_parquet(root / "test.parquet").iloc[:500]
+    return train[["text", "label"]], test.text.tolist(), test.label.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def trained(sst2):
+    """{"sklearn": ..., "differentiable": ...}: one briefly trained body (the fast preset), both heads on it."""
+    train, _, _ = sst2
+    model = SetFitModel.from_pretrained(device="cpu")
+    args = TrainingArguments(preset="fast", seed=0, show_progress_bar=False, save_strategy="no")
+    Trainer(model, args, train_dataset=train).train()
+    differentiable = SetFitModel(model.model_body, use_differentiable_head=True)
+    differentiable.fit(train.text.tolist(), train.label.tolist(), num_epochs=16, show_progress_bar=False)
+    return {"sklearn": model, "differentiable": differentiable}
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize("head", ["sklearn", "differentiable"])
+def test_onnx_predictions_agree_with_torch(trained, sst2, tmp_path, head, quantize):
+    _, texts, labels = sst2
+    model = trained[head]
+    loaded = SetFitModel.from_pretrained(model.export_onnx(tmp_path / "m", quantize=quantize), backend="onnx")
+    ours = np.asarray(loaded.predict(texts, as_numpy=True))
+    theirs = np.asarray(model.predict(texts, as_numpy=True))
+    agreement = float((ours == theirs).mean())
+    accuracy = {"onnx": float((ours == labels).mean()), "torch": float((theirs == labels).mean())}
+    assert agreement >= THRESHOLDS[quantize], (agreement, accuracy)
+    assert abs(accuracy["onnx"] - accuracy["torch"]) <= 0.005, (agreement, accuracy)
+    print(f"{head} {quantize or 'fp32'}: agreement {agreement:.4f}, accuracy {accuracy}")
