@@ -85,11 +85,24 @@ def test_train_from_a_config_file_then_a_head_only_change_from_flags(config_file
      "shards=2 only applies with task_runner='dask'"),
     (["train", "--train-data", "x.parquet", "--artifacts-root", "a", "--task-runner", "dask", "--dask-workers", "0"],
      "dask_workers must be an integer >= 1"),
+    (["train", "--train-data", "x.parquet", "--artifacts-root", "a", "--onnx-quantize", "int8"],
+     "onnx_quantize='int8' applies to the ONNX export; set export_onnx=true too"),
 ])
 def test_user_errors_exit_2_with_the_value_and_the_fix(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("setfit-pipeline: error: ") and message in err, err
+
+
+def test_export_onnx_flags_become_train_pipeline_parameters():
+    from setfit_pipeline.flows.cli import build_parser, train_parameters
+
+    cli = build_parser().parse_args(["train", "--train-data", "x.parquet", "--artifacts-root", "a", "--export-onnx",
+                                     "--onnx-quantize", "int8"])
+    params = train_parameters(cli)
+    assert params["export_onnx"] is True and params["onnx_quantize"] == "int8"
+    assert build_parser().parse_args(["predict", "m", "in", "out", "--engine", "onnx"]).engine == "onnx"
+    assert build_parser().parse_args(["predict", "m", "in", "out"]).engine == "torch"
 
 
 def test_config_file_errors_name_the_file_and_the_closest_key(tmp_path, capsys):
