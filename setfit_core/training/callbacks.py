@@ -108,9 +108,13 @@ class PhaseEvents:
         self.control.should_log = self.control.should_evaluate = self.control.should_save = False
         self.fire("on_step_begin")
 
-    def step_end(self, step: int) -> None:
+    def advance(self, step: int) -> None:
+        """The state after `step` steps, without an event (phase 2 fires per epoch, not per batch)."""
         self.state.global_step = step
         self.state.epoch = step / self.steps_per_epoch
+
+    def step_end(self, step: int) -> None:
+        self.advance(step)
         self.fire("on_step_end")
         if self.control.should_epoch_stop and not self._warned_epoch_stop:
             # Phase 1 trains one stream of steps, drawn across its epochs; ending an epoch early would shift

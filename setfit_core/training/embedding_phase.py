@@ -53,6 +53,7 @@ class BodyTrainingResult:
     log: list[dict] = field(default_factory=list)
     engine: EngineReport | None = None  # which speed-ups ran, and what they did
     resumed_from_step: int = 0  # the checkpoint's step when the run resumed from one
+    state: Any = None  # transformers' TrainerState at the end, when callbacks ran
 
 
 def train_body(
@@ -103,7 +104,7 @@ def train_body(
                     "train_loss": loss_sum / max(1, steps)})
         events.train_end()
     return BodyTrainingResult(steps, seconds, loss_sum / max(1, steps), stream.num_pairs, log, running.report,
-                              resume.step if resume else 0)
+                              resume.step if resume else 0, events.state if events is not None else None)
 
 
 def _run_steps(engine: Engine, stream: BatchStream, label_ids: np.ndarray, args: TrainingArguments,
