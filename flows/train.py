@@ -1,8 +1,10 @@
 """`train_pipeline`: the SetFit training flow, one Prefect task per stage.
 
-    plan -> pairs -> body -> embeddings -> head -> evaluation -> export -> promotion
+    plan -> pairs -> body -> embeddings -> head -> evaluation -> export -> promotion [-> tracking]
 
-The promotion task moves the alias `promote_to` (default ``production``) to the new model when it scores at
+With `args["report_to"]` naming a tracker ("mlflow", "tensorboard", "all"), a last task reports the run there:
+params, phase 1's log, the metrics and the model (`setfit_core.pipeline.tracking`), also when every stage was
+reused. The promotion task moves the alias `promote_to` (default ``production``) to the new model when it scores at
 least as well as the alias's current model on this run's eval set (`setfit_core.pipeline.promotion`).
 
 With ``task_runner="dask"`` the embeddings stage runs as a subflow on a `DaskTaskRunner` (a local
@@ -45,11 +47,13 @@ from setfit_pipeline.tasks.pairs import pairs_task
 from setfit_pipeline.tasks.plan import plan_task
 from setfit_pipeline.tasks.promotion import promotion_task
 from setfit_pipeline.tasks.shards import remove_parts_task
+from setfit_pipeline.tasks.tracking import tracking_task
 
 from setfit_core.pipeline import DEFAULT_MODEL, PipelineJob, dataset_label
 from setfit_core.pipeline.evaluation_stage import probe_comparisons
 from setfit_core.pipeline.promotion import PromotionGate
 from setfit_core.pipeline.report import metric_rows, promotion_markdown, summary_markdown
+from setfit_core.trackers import resolve_report_to
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "matthews_correlation"]
 
@@ -147,6 +151,8 @@ def _stages(job: dict[str, Any], scale: ScaleOut, gate: PromotionGate | None) ->
     else:
         promotion = promotion_task(job, plan, stages["model"], stages.get("evaluation"), asdict(gate),
                                    str(flow_run.id) if flow_run.id else None)
+    if resolve_report_to(job["args"].get("report_to")):  # a team's MLflow / TensorBoard sees the run
+        tracking_task(job, plan, stages, promotion)
     return _report(plan, stages, promotion)
 
 

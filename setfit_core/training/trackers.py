@@ -87,9 +87,13 @@ class Tracker(TrainerCallback):
             self.run_open = False
             self.finish(failed)
 
-    def _start(self, args: TrainingArguments, model: Any) -> None:
-        self.start(args, run_params(args, model))
+    def begin(self, args: TrainingArguments, params: dict[str, Any]) -> None:
+        """Start a new run, open until `close`."""
+        self.start(args, params)
         self.run_open = self.has_run = True
+
+    def _start(self, args: TrainingArguments, model: Any) -> None:
+        self.begin(args, run_params(args, model))
 
 
 def run_params(args: TrainingArguments, model: Any = None) -> dict[str, Any]:
