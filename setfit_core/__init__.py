@@ -39,6 +39,8 @@ _EXPORTS = {
     "DataQualityError": "setfit_core.data_quality",
     "sample_dataset": "setfit_core.data_helpers",
     "get_templated_dataset": "setfit_core.data_helpers",
+    "MLflowTracker": "setfit_core.training.trackers",
+    "TensorBoardTracker": "setfit_core.training.trackers",
 }
 
 __all__ = [
@@ -52,10 +54,12 @@ __all__ = [
     "DataQualityError",
     "DataWarning",
     "EngineOptions",
+    "MLflowTracker",
     "SetFitHead",
     "SetFitModel",
     "SetFitTrainer",
     "SupConLoss",
+    "TensorBoardTracker",
     "Trainer",
     "TrainingArguments",
     "UnsafeHeadError",
@@ -101,3 +105,4 @@ if TYPE_CHECKING:
     from setfit_core.modeling import SetFitModel
     from setfit_core.trainer import Trainer
     from setfit_core.training.sampling import make_pairs
+    from setfit_core.training.trackers import MLflowTracker, TensorBoardTracker
