@@ -76,7 +76,8 @@ class SetFitTrainer(Trainer):
             "SetFitTrainer is deprecated; write Trainer(model=model, args="
             f"{_render_args(args)}, train_dataset=..., eval_dataset=..., metric=...) and call trainer.train()"
         )
-        super().__init__(model, args, train_dataset, eval_dataset, model_init, metric, metric_kwargs, column_mapping)
+        super().__init__(model, args, train_dataset, eval_dataset, model_init, metric, metric_kwargs,
+                         column_mapping=column_mapping)
         # 0.x state: with a differentiable head, train() trains the body until unfreeze() is called.
         self._head_phase_next = False
         self._end_to_end = False
