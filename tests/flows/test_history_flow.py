@@ -29,19 +29,21 @@ def test_three_runs_make_a_three_row_history_and_a_trend(tiny_model_dir, tiny_sp
     root = str(tmp_path / "artifacts")
     params = {"train_data": tiny_splits["train"], "eval_data": tiny_splits["eval"], "artifacts_root": root,
               "model": tiny_model_dir, "args": ARGS}
+    dataset = dataset_label(tiny_splits["train"])
+    key = f"setfit-adhoc-{dataset}-production-history"
+    before = len(versions(key))  # other tests of the session train this dataset too
     first = train_pipeline(**params)
     second = train_pipeline(**params)  # every stage reused: the alias already points to this model
     third = train_pipeline(**params, head_params={"C": 0.05})  # a new head: a new model, scored again
     train_pipeline(**params, head_params={"C": 0.5}, promote_to=None)  # an experiment: not in the history
 
-    dataset = dataset_label(tiny_splits["train"])
     entries = RunHistory(ArtifactStore(root), "production", dataset).last()
     assert [e.model_uri for e in entries] == [first["model_uri"], second["model_uri"], third["model_uri"]]
     assert [e.promoted for e in entries] == [True, False, third["promotion"]["promoted"]]
     assert entries[1].reason == "alias 'production' already points to this model"
 
-    tables = versions(f"setfit-adhoc-{dataset}-production-history")
-    assert len(tables) == 3  # one version per gated run: the UI shows how it moved
+    tables = versions(key)
+    assert len(tables) - before == 3  # one version per gated run: the UI shows how it moved
     rows = json.loads(tables[0].data)
     assert [r["model"] for r in rows] == [r["model_uri"].rsplit("/", 1)[-1][:12] for r in (third, second, first)]
     assert rows[-1]["promoted"] == "yes" and rows[-1]["reason"].startswith("promoted: first model")
