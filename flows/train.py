@@ -1,11 +1,13 @@
 """`train_pipeline`: the SetFit training flow, one Prefect task per stage.
 
-    plan -> pairs -> body -> embeddings -> head -> evaluation -> export -> promotion [-> tracking]
+    plan -> pairs -> body -> embeddings -> head -> evaluation -> export -> promotion -> history [-> tracking]
 
-With `args["report_to"]` naming a tracker ("mlflow", "tensorboard", "all"), a last task reports the run there:
+The promotion task moves the alias `promote_to` (default ``production``) to the new model when it scores at
+least as well as the alias's current model on this run's eval set (`setfit_core.pipeline.promotion`). The
+history task records the run beside the alias and shows the last 30 runs of the dataset in the UI. With
+`args["report_to"]` naming a tracker ("mlflow", "tensorboard", "all"), a last task reports the run there:
 params, phase 1's log, the metrics and the model (`setfit_core.pipeline.tracking`), also when every stage was
-reused. The promotion task moves the alias `promote_to` (default ``production``) to the new model when it scores at
-least as well as the alias's current model on this run's eval set (`setfit_core.pipeline.promotion`).
+reused.
 
 With ``task_runner="dask"`` the embeddings stage runs as a subflow on a `DaskTaskRunner` (a local
 cluster, or the scheduler at ``dask_address``): one task per shard, each writing a Parquet part under
@@ -43,6 +45,7 @@ from setfit_pipeline.tasks.embeddings import embeddings_task
 from setfit_pipeline.tasks.evaluation import evaluation_task
 from setfit_pipeline.tasks.export import export_task
 from setfit_pipeline.tasks.head import head_task
+from setfit_pipeline.tasks.history import history_task
 from setfit_pipeline.tasks.pairs import pairs_task
 from setfit_pipeline.tasks.plan import plan_task
 from setfit_pipeline.tasks.promotion import promotion_task
@@ -149,8 +152,9 @@ def _stages(job: dict[str, Any], scale: ScaleOut, gate: PromotionGate | None) ->
                      "model_uri": stages["model"]["uri"], "previous_model_uri": None, "metric": None,
                      "previous_metric": None}
     else:
-        promotion = promotion_task(job, plan, stages["model"], stages.get("evaluation"), asdict(gate),
-                                   str(flow_run.id) if flow_run.id else None)
+        run_id = str(flow_run.id) if flow_run.id else None
+        promotion = promotion_task(job, plan, stages["model"], stages.get("evaluation"), asdict(gate), run_id)
+        history_task(job, plan, stages.get("evaluation"), promotion, run_id)
     if resolve_report_to(job["args"].get("report_to")):  # a team's MLflow / TensorBoard sees the run
         tracking_task(job, plan, stages, promotion)
     return _report(plan, stages, promotion)
