@@ -22,6 +22,8 @@ _EXPORTS = {
     "default_model_path": "setfit_core.model_io.body_loading",
     "SetFitHead": "setfit_core.differentiable_head",
     "SetFitTrainer": "setfit_core.legacy",
+    "DistillationSetFitTrainer": "setfit_core.legacy",
+    "DistillationTrainer": "setfit_core.distillation",
     "BatchAllTripletLoss": "setfit_core.losses",
     "BatchCosineSimilarityLoss": "setfit_core.losses",
     "BatchHardSoftMarginTripletLoss": "setfit_core.losses",
@@ -53,6 +55,8 @@ __all__ = [
     "CosineSimilarityLoss",
     "DataQualityError",
     "DataWarning",
+    "DistillationSetFitTrainer",
+    "DistillationTrainer",
     "EngineOptions",
     "MLflowTracker",
     "SetFitHead",
@@ -88,8 +92,9 @@ if TYPE_CHECKING:
     from setfit_core.data_helpers import get_templated_dataset, sample_dataset
     from setfit_core.data_quality import DataQualityError, DataWarning, check_data_quality
     from setfit_core.differentiable_head import SetFitHead
+    from setfit_core.distillation import DistillationTrainer
     from setfit_core.engine.options import EngineOptions
-    from setfit_core.legacy import SetFitTrainer
+    from setfit_core.legacy import DistillationSetFitTrainer, SetFitTrainer
     from setfit_core.losses import (
         BatchAllTripletLoss,
         BatchCosineSimilarityLoss,
