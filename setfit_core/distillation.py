@@ -80,8 +80,8 @@ class DistillationTrainer(Trainer):
         is not read (the student learns the teacher's labels). `eval_dataset` has `text` and `label` in the
         teacher's labels, for `evaluate()`. The other arguments are `Trainer`'s, for the student."""
         labels, num_classes = teacher_classes(teacher_model)
-        super().__init__(student_model, args, None, None, model_init, metric, metric_kwargs, column_mapping,
-                         engine)
+        super().__init__(student_model, args, None, None, model_init, metric, metric_kwargs,
+                         column_mapping=column_mapping, engine=engine)
         self.teacher_model, self.student_model = teacher_model, self.model
         self._check_student(labels, num_classes)
         check_distillation_args(self.args)
