@@ -6,6 +6,8 @@
     setfit-pipeline worker                 # runs the deployments' flow runs on this machine
     setfit-pipeline artifacts ls artifacts
     setfit-pipeline models ls artifacts    # aliases: production -> the model batch prediction uses
+    setfit-pipeline retrain-many runs.yaml # one training run per config, concurrently
+    setfit-pipeline data-updated --dataset acme --uri train.parquet --eval-uri test.parquet  # retrain now
 
 Expected failures (bad flags or config values, missing or unreadable files, S3 credentials or endpoints,
 bad data) print one line, `setfit-pipeline: error: <what, which value, the fix>`, and exit with status 2;
@@ -121,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     from setfit_pipeline.flows.cli_models import add_models_parser
 
     add_models_parser(commands)
+    from setfit_pipeline.flows.cli_retrain import add_retrain_parsers
+
+    add_retrain_parsers(commands, _add_scale_flags, _add_verbose)
     return parser
 
 

@@ -1,9 +1,13 @@
 """`train_pipeline`: the SetFit training flow, one Prefect task per stage.
 
-    plan -> pairs -> body -> embeddings -> head -> evaluation -> export -> promotion
+    plan -> pairs -> body -> embeddings -> head -> evaluation -> export -> promotion -> history [-> tracking]
 
 The promotion task moves the alias `promote_to` (default ``production``) to the new model when it scores at
-least as well as the alias's current model on this run's eval set (`setfit_core.pipeline.promotion`).
+least as well as the alias's current model on this run's eval set (`setfit_core.pipeline.promotion`). The
+history task records the run beside the alias and shows the last 30 runs of the dataset in the UI. With
+`args["report_to"]` naming a tracker ("mlflow", "tensorboard", "all"), a last task reports the run there:
+params, phase 1's log, the metrics and the model (`setfit_core.pipeline.tracking`), also when every stage was
+reused.
 
 With ``task_runner="dask"`` the embeddings stage runs as a subflow on a `DaskTaskRunner` (a local
 cluster, or the scheduler at ``dask_address``): one task per shard, each writing a Parquet part under
@@ -41,15 +45,18 @@ from setfit_pipeline.tasks.embeddings import embeddings_task
 from setfit_pipeline.tasks.evaluation import evaluation_task
 from setfit_pipeline.tasks.export import export_task
 from setfit_pipeline.tasks.head import head_task
+from setfit_pipeline.tasks.history import history_task
 from setfit_pipeline.tasks.pairs import pairs_task
 from setfit_pipeline.tasks.plan import plan_task
 from setfit_pipeline.tasks.promotion import promotion_task
 from setfit_pipeline.tasks.shards import remove_parts_task
+from setfit_pipeline.tasks.tracking import tracking_task
 
 from setfit_core.pipeline import DEFAULT_MODEL, PipelineJob, dataset_label
 from setfit_core.pipeline.evaluation_stage import probe_comparisons
 from setfit_core.pipeline.promotion import PromotionGate
 from setfit_core.pipeline.report import metric_rows, promotion_markdown, summary_markdown
+from setfit_core.trackers import resolve_report_to
 
 Metric = Literal["accuracy", "f1", "precision", "recall", "matthews_correlation"]
 
@@ -149,8 +156,11 @@ def _stages(job: dict[str, Any], scale: ScaleOut, gate: PromotionGate | None) ->
                      "model_uri": stages["model"]["uri"], "previous_model_uri": None, "metric": None,
                      "previous_metric": None}
     else:
-        promotion = promotion_task(job, plan, stages["model"], stages.get("evaluation"), asdict(gate),
-                                   str(flow_run.id) if flow_run.id else None)
+        run_id = str(flow_run.id) if flow_run.id else None
+        promotion = promotion_task(job, plan, stages["model"], stages.get("evaluation"), asdict(gate), run_id)
+        history_task(job, plan, stages.get("evaluation"), promotion, run_id)
+    if resolve_report_to(job["args"].get("report_to")):  # a team's MLflow / TensorBoard sees the run
+        tracking_task(job, plan, stages, promotion)
     return _report(plan, stages, promotion)
 
 

@@ -22,6 +22,8 @@ _EXPORTS = {
     "default_model_path": "setfit_core.model_io.body_loading",
     "SetFitHead": "setfit_core.differentiable_head",
     "SetFitTrainer": "setfit_core.legacy",
+    "DistillationSetFitTrainer": "setfit_core.legacy",
+    "DistillationTrainer": "setfit_core.distillation",
     "BatchAllTripletLoss": "setfit_core.losses",
     "BatchCosineSimilarityLoss": "setfit_core.losses",
     "BatchHardSoftMarginTripletLoss": "setfit_core.losses",
@@ -39,6 +41,8 @@ _EXPORTS = {
     "DataQualityError": "setfit_core.data_quality",
     "sample_dataset": "setfit_core.data_helpers",
     "get_templated_dataset": "setfit_core.data_helpers",
+    "MLflowTracker": "setfit_core.training.trackers",
+    "TensorBoardTracker": "setfit_core.training.trackers",
 }
 
 __all__ = [
@@ -51,11 +55,15 @@ __all__ = [
     "CosineSimilarityLoss",
     "DataQualityError",
     "DataWarning",
+    "DistillationSetFitTrainer",
+    "DistillationTrainer",
     "EngineOptions",
+    "MLflowTracker",
     "SetFitHead",
     "SetFitModel",
     "SetFitTrainer",
     "SupConLoss",
+    "TensorBoardTracker",
     "Trainer",
     "TrainingArguments",
     "UnsafeHeadError",
@@ -84,8 +92,9 @@ if TYPE_CHECKING:
     from setfit_core.data_helpers import get_templated_dataset, sample_dataset
     from setfit_core.data_quality import DataQualityError, DataWarning, check_data_quality
     from setfit_core.differentiable_head import SetFitHead
+    from setfit_core.distillation import DistillationTrainer
     from setfit_core.engine.options import EngineOptions
-    from setfit_core.legacy import SetFitTrainer
+    from setfit_core.legacy import DistillationSetFitTrainer, SetFitTrainer
     from setfit_core.losses import (
         BatchAllTripletLoss,
         BatchCosineSimilarityLoss,
@@ -101,3 +110,4 @@ if TYPE_CHECKING:
     from setfit_core.modeling import SetFitModel
     from setfit_core.trainer import Trainer
     from setfit_core.training.sampling import make_pairs
+    from setfit_core.training.trackers import MLflowTracker, TensorBoardTracker

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from setfit_core.losses import LOSSES, resolve_loss
+from setfit_core.trackers import check_report_to
 
 SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique", "label_balanced")
 PAIR_SAMPLING_STRATEGIES = SAMPLING_STRATEGIES[:3]
@@ -217,6 +218,9 @@ class TrainingArguments:
                 setattr(self, name, value)
             if value not in allowed:
                 raise _err(name, f"one of {list(allowed)}", value)
+        if isinstance(self.report_to, tuple):
+            self.report_to = list(self.report_to)
+        check_report_to(self.report_to)  # names only: whether a tracker is installed is checked where it runs
 
     # setfit's per-phase names
     @property

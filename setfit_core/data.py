@@ -165,6 +165,27 @@ def load_labeled(
     return LabeledTexts(_check_texts(texts, name), checked_labels, multi, duplicates)
 
 
+def load_texts(dataset: Any, column_mapping: Mapping[str, str] | None = None, name: str = "train_dataset",
+               min_texts: int = 1) -> tuple[list[str], bool]:
+    """Validate unlabelled texts: a list of strings, or a dataset with a `text` column (after
+    `column_mapping`). Returns the texts and whether the dataset also had a `label` column, which the
+    caller may have to say it does not use."""
+    if isinstance(dataset, (list, tuple)):
+        texts, has_labels = _check_texts(dataset, name), False
+    else:
+        raw, _ = _columns_of(dataset, name)
+        columns = _apply_mapping(raw, column_mapping, name)
+        if "text" not in columns:
+            raise ValueError(
+                f"{name} has no 'text' column; found columns: {sorted(columns)}. Rename it, pass "
+                "column_mapping={'<your text column>': 'text'}, or give a list of strings"
+            )
+        texts, has_labels = _check_texts(columns["text"], name), "label" in columns
+    if len(texts) < min_texts:
+        raise ValueError(f"{name} has {len(texts)} text(s); it needs at least {min_texts}")
+    return texts, has_labels
+
+
 def _duplicate_columns(names: Sequence[str], mapping: Mapping[str, str] | None) -> dict[str, tuple[int, ...]]:
     """Positions of each name that occurs more than once and feeds `text` or `label` (others are never read)."""
     positions: dict[str, list[int]] = {}

@@ -4,6 +4,9 @@ Old semantics, mapped onto the two phases: with a differentiable head, `train()`
 until `unfreeze(keep_body_frozen=...)`, after which `train(...)` trains only the head (end to end when
 `keep_body_frozen=False`). With the scikit-learn head, `train()` runs both phases. (setfit 1.2.0's own
 shim crashes on `freeze(); train()`; here it does what 0.x did.)
+
+`DistillationSetFitTrainer` is 0.x's distillation trainer: its arguments map onto `DistillationTrainer`'s
+`TrainingArguments`, and `train(...)` overrides apply to both phases, as 0.x applied them.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import warnings
 from typing import Any
 
 from setfit_core.args import TrainingArguments
+from setfit_core.distillation import DistillationTrainer
 from setfit_core.trainer import Trainer
 
 
@@ -76,7 +80,8 @@ class SetFitTrainer(Trainer):
             "SetFitTrainer is deprecated; write Trainer(model=model, args="
             f"{_render_args(args)}, train_dataset=..., eval_dataset=..., metric=...) and call trainer.train()"
         )
-        super().__init__(model, args, train_dataset, eval_dataset, model_init, metric, metric_kwargs, column_mapping)
+        super().__init__(model, args, train_dataset, eval_dataset, model_init, metric, metric_kwargs,
+                         column_mapping=column_mapping)
         # 0.x state: with a differentiable head, train() trains the body until unfreeze() is called.
         self._head_phase_next = False
         self._end_to_end = False
@@ -150,3 +155,81 @@ class SetFitTrainer(Trainer):
             if value is not None:
                 changes[name] = value
         return args.replace(**changes)
+
+
+class DistillationSetFitTrainer(DistillationTrainer):
+    """Deprecated: use `DistillationTrainer(teacher, student, args=TrainingArguments(...), ...)`."""
+
+    def __init__(
+        self,
+        teacher_model,
+        student_model=None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        model_init=None,
+        metric: Any = "accuracy",
+        loss_class: Any = "CosineSimilarityLoss",
+        num_iterations: int = 20,
+        num_epochs: int = 1,
+        learning_rate: float = 2e-5,
+        batch_size: int = 16,
+        seed: int = 42,
+        column_mapping: dict[str, str] | None = None,
+        use_amp: bool = False,
+        warmup_proportion: float = 0.1,
+    ) -> None:
+        args = TrainingArguments(
+            num_iterations=num_iterations,
+            num_epochs=num_epochs,
+            body_learning_rate=learning_rate,
+            head_learning_rate=learning_rate,
+            batch_size=batch_size,
+            seed=seed,
+            loss=loss_class,
+            use_amp=use_amp,
+            warmup_proportion=warmup_proportion,
+        )
+        _deprecated(
+            "DistillationSetFitTrainer is deprecated; write DistillationTrainer(teacher_model=teacher, "
+            f"student_model=student, args={_render_args(args)}, train_dataset=..., eval_dataset=...) and call "
+            "trainer.train()"
+        )
+        super().__init__(teacher_model, student_model, args, train_dataset, eval_dataset, model_init, metric,
+                         column_mapping=column_mapping)
+
+    def train(
+        self,
+        num_epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        body_learning_rate: float | None = None,
+        l2_weight: float | None = None,
+        max_length: int | None = None,
+        show_progress_bar: bool | None = None,
+        **unsupported: Any,
+    ) -> None:
+        """0.x: both phases, with these values for this and later calls (epochs and batch size in both phases,
+        `learning_rate` for the body's pairs and the head, `body_learning_rate` for the body in phase 2)."""
+        if unsupported:
+            raise TypeError(f"DistillationSetFitTrainer.train() got unexpected arguments {sorted(unsupported)}")
+        args = self.args
+        changes: dict[str, Any] = {}
+        if num_epochs is not None:
+            changes["num_epochs"] = (num_epochs, num_epochs)
+        if batch_size is not None:
+            changes["batch_size"] = (batch_size, batch_size)
+        if learning_rate is not None:
+            changes["head_learning_rate"] = learning_rate
+        body_rates = (learning_rate or args.body_learning_rate[0], body_learning_rate or args.body_learning_rate[1])
+        if body_rates != tuple(args.body_learning_rate):
+            changes["body_learning_rate"] = body_rates
+        for name, value in (("l2_weight", l2_weight), ("max_length", max_length),
+                            ("show_progress_bar", show_progress_bar)):
+            if value is not None:
+                changes[name] = value
+        self.args = args.replace(**changes) if changes else args
+        _deprecated(
+            f"DistillationSetFitTrainer.train(...) is deprecated; the equivalent is DistillationTrainer(teacher, "
+            f"student, args={_render_args(self.args)}, ...).train()"
+        )
+        super().train()

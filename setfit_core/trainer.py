@@ -20,6 +20,8 @@ from setfit_core.metrics import check_metric, compute_metric
 from setfit_core.modeling import SetFitModel, build_sklearn_head
 from setfit_core.probe import ProbeComparison, compare, probe_predictions
 from setfit_core.tokenization import max_length_of, warn_if_truncated
+from setfit_core.trackers import resolve_report_to
+from setfit_core.training.callbacks import CallbackHandler
 from setfit_core.training.classifier_phase import train_head
 from setfit_core.training.embedding_phase import BodyTrainingResult, ProgressFn, train_body
 
@@ -54,10 +56,14 @@ class Trainer:
         model_init: Callable[[], SetFitModel] | None = None,
         metric: str | Callable = "accuracy",
         metric_kwargs: dict[str, Any] | None = None,
+        callbacks: list | None = None,
         column_mapping: Mapping[str, str] | None = None,
         engine: EngineOptions | None = None,
     ) -> None:
         """`engine` (not in setfit) chooses phase 1's speed-ups; the default uses every one that applies.
+
+        `callbacks`: transformers `TrainerCallback`s (instances or classes), e.g. `EarlyStoppingCallback`; after
+        them, one tracker per `args.report_to` (`MLflowTracker`, `TensorBoardTracker`).
 
         Data-quality findings (blank texts, classes with one example, ...) are logged as warnings and kept
         in `data_warnings`; `setfit_core.check_data_quality(..., strict=True)` raises them instead.
@@ -89,6 +95,39 @@ class Trainer:
         self.body_result: BodyTrainingResult | None = None
         self.probe_metrics: dict[str, float] | None = None
         self.probe_comparison: ProbeComparison | None = None
+        self.state = None  # the last phase's transformers TrainerState, when callbacks ran
+        self.callback_handler = CallbackHandler(callbacks or [])
+        trackers = resolve_report_to(self.args.report_to)  # a missing package fails here, before any training
+        if trackers:
+            from setfit_core.training.trackers import build_trackers
+
+            for tracker in build_trackers(trackers):
+                self.callback_handler.add_callback(tracker)
+        if self.callback_handler.callbacks:
+            from transformers import TrainerControl, TrainerState
+
+            self.callback_handler.call_event("on_init_end", self.args, TrainerState(), TrainerControl(),
+                                             model=self.model)
+
+    # ---- callbacks, as setfit's Trainer -------------------------------------------------------------
+    def add_callback(self, callback: Any) -> None:
+        """Add a transformers `TrainerCallback` (an instance, or a class to instantiate)."""
+        self.callback_handler.add_callback(callback)
+
+    def pop_callback(self, callback: Any) -> Any | None:
+        """Remove and return the first callback of that class (or that instance); None if there is none."""
+        return self.callback_handler.pop_callback(callback)
+
+    def remove_callback(self, callback: Any) -> None:
+        """Remove the first callback of that class (or that instance)."""
+        self.callback_handler.remove_callback(callback)
+
+    def _trackers(self) -> list:
+        if not self.callback_handler.callbacks:
+            return []
+        from setfit_core.training.trackers import Tracker  # transformers is loaded already: callbacks exist
+
+        return [c for c in self.callback_handler.callbacks if isinstance(c, Tracker)]
 
     # ---- data -----------------------------------------------------------------------------------
     def _load_train(self, dataset: Any) -> EncodedSplit:
@@ -150,8 +189,13 @@ class Trainer:
                 "and pass args=TrainingArguments(...)"
             )
         args = args or self.args
-        self.train_embeddings(args, progress)
-        self.train_classifier(args)
+        try:
+            self.train_embeddings(args, progress)
+            self.train_classifier(args)
+        except BaseException:
+            for tracker in self._trackers():  # the tracker run ends as failed, not left running
+                tracker.close(failed=True)
+            raise
 
     def _require_train(self) -> EncodedSplit:
         if self.train_split is None:
@@ -175,14 +219,21 @@ class Trainer:
             eval_label_ids=eval_split.ids if eval_split else None,
             progress=progress,
             engine=self.engine,
+            callbacks=self.callback_handler,
+            model=self.model,
         )
+        self.state = self.body_result.state or self.state
 
     def train_classifier(self, args: TrainingArguments | None = None) -> None:
         args = args or self.args
         split = self._require_train()
         if self.encoder.labels is not None and self.model.labels is None:
             self.model.labels = list(self.encoder.labels)
-        train_head(self.model, split.texts, split.ids, self.encoder.num_classes, args)
+        state = train_head(self.model, split.texts, split.ids, self.encoder.num_classes, args,
+                           callbacks=self.callback_handler)
+        self.state = state or self.state
+        for tracker in self._trackers():  # phase 2 ends the run: the trained model goes in, then it closes
+            tracker.close(self.model)
 
     def _score_probe(self, split: EncodedSplit, eval_split: EncodedSplit) -> dict[str, float]:
         """The frozen-probe baseline on the eval split, while the body is still untouched."""
@@ -225,4 +276,19 @@ class Trainer:
                 logger.warning("%s", self.probe_comparison.message())
         if metric_key_prefix:
             result = {f"{metric_key_prefix}_{k}": v for k, v in result.items()}
+        self._log_evaluation(result, metric_key_prefix)
         return result
+
+    def _log_evaluation(self, result: dict[str, float], prefix: str | None) -> None:
+        """`on_log` with the metrics (`eval_<name>` unless prefixed), as transformers' `evaluate` logs them; no
+        `on_evaluate`, which phase 1's early stopping reads for its own eval loss."""
+        if not self.callback_handler.callbacks:
+            return
+        from transformers import TrainerControl, TrainerState
+
+        logs = result if prefix else {f"eval_{k}": v for k, v in result.items()}
+        state = self.state if self.state is not None else TrainerState()
+        closed = [t for t in self._trackers() if not t.run_open]
+        self.callback_handler.call_event("on_log", self.args, state, TrainerControl(), model=self.model, logs=logs)
+        for tracker in closed:  # a run reopened only to add these metrics is closed again
+            tracker.close()

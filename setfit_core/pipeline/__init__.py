@@ -24,6 +24,7 @@ from setfit_core.pipeline.plan import STAGES, StageSpec, plan_stages
 from setfit_core.pipeline.results import ProgressFn, StageResult, find_or_compute
 from setfit_core.pipeline.runner import PipelineRun
 from setfit_core.pipeline.stage_config import model_identity
+from setfit_core.pipeline.tracking import report_run
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -45,6 +46,7 @@ __all__ = [
     "plan_stages",
     "predict_to_parquet",
     "read_columns",
+    "report_run",
     "run_body",
     "run_embeddings",
     "run_evaluation",

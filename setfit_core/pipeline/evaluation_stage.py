@@ -11,8 +11,11 @@ the frozen-probe baseline's accuracy, macro-F1 and metric: the base model's unto
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -81,10 +84,36 @@ def _probe(store: ArtifactStore, spec: StageSpec, data: PipelineData | None, bas
     trained = load_saved_head(head_dir, read_saved_config(head_dir), device="cpu", trust_pickle=False)
     # The model's own head settings, unfitted; a differentiable head: setfit's default head stands in.
     head = clone(trained) if isinstance(trained, BaseEstimator) else build_sklearn_head({}, None)
-    untouched = SetFitModel(load_body(base_model, device=device))
-    encode = lambda texts: np.asarray(untouched.encode(texts, batch_size=64), dtype=np.float32)  # noqa: E731
+    encode = _ProbeEncoder(base_model, device)
     splits = {split: data.splits[split].texts for split in spec.config["splits"]}
     return probe_predictions(encode, head, data.train.texts, data.train.label_ids, splits)
+
+
+class _ProbeEncoder:
+    """The untouched base body's encodings, remembered per process: the probe's texts are the same for every
+    head a sweep tries on one dataset, so its trials encode them (and load the base body) once, not once each.
+    The newest few text sets are kept; a lock makes concurrent trials wait for one encoding instead of racing."""
+
+    _cache: OrderedDict[tuple[str, str | None, str], np.ndarray] = OrderedDict()
+    _lock = threading.Lock()
+    keep = 8
+
+    def __init__(self, base_model: str, device: str | None) -> None:
+        self.base_model, self.device = base_model, device
+        self._model: SetFitModel | None = None
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
+        key = (self.base_model, self.device, digest)
+        with self._lock:
+            if key not in self._cache:
+                if self._model is None:
+                    self._model = SetFitModel(load_body(self.base_model, device=self.device))
+                self._cache[key] = np.asarray(self._model.encode(texts, batch_size=64), dtype=np.float32)
+                while len(self._cache) > self.keep:
+                    self._cache.popitem(last=False)
+            self._cache.move_to_end(key)
+            return self._cache[key]
 
 
 def score(

@@ -18,6 +18,7 @@ from setfit_core.args import TrainingArguments
 from setfit_core.artifacts import to_plain
 from setfit_core.metrics import METRIC_NAMES, check_metric
 from setfit_core.pipeline.inputs import PipelineData
+from setfit_core.trackers import resolve_report_to
 
 # The bundled offline all-MiniLM-L6-v2 answers to its hub id (see body_loading.resolve_model_location),
 # which reads better in a UI form than a site-packages path.
@@ -98,6 +99,7 @@ class PipelineJob:
             raise ValueError(f"'metric' must be one of {list(METRIC_NAMES)} (a name: callables cannot be hashed "
                              f"into a stage key); got {self.metric!r}")
         check_metric(self.metric)
+        resolve_report_to(args.report_to)  # a tracker that is not installed fails now, not after training
         if not self.use_differentiable_head:
             _check_sklearn_head_params(self.head_params)
         return self

@@ -26,7 +26,7 @@ def is_due(strategy: str, every: int | None, step: int, total: int, steps_per_ep
     return False
 
 
-def _steps_per_epoch(args: TrainingArguments, total: int) -> int:
+def steps_per_epoch(args: TrainingArguments, total: int) -> int:
     return max(1, total // args.embedding_num_epochs)
 
 
@@ -36,22 +36,21 @@ def is_logged(args: TrainingArguments, step: int) -> bool:
                                                         and step % args.logging_steps == 0))
 
 
-def needs_whole_body(args: TrainingArguments, step: int, total: int) -> bool:
-    """Steps that may evaluate or save a checkpoint."""
-    per_epoch = _steps_per_epoch(args, total)
-    evaluated = is_due(args.eval_strategy, args.eval_steps, step, total, per_epoch)
-    return evaluated or is_due(args.save_strategy, args.save_steps, step, total, per_epoch)
+def evaluation_due(args: TrainingArguments, step: int, total: int) -> bool:
+    """Whether `eval_strategy` asks for an evaluation after `step`."""
+    return is_due(args.eval_strategy, args.eval_steps, step, total, steps_per_epoch(args, total))
 
 
-def log_step(args: TrainingArguments, step: int, total: int, loss: float, lr: float, log: list[dict]) -> None:
-    if is_logged(args, step):
-        log.append({"step": step, "embedding_loss": loss, "learning_rate": lr})
-        logger.info("step %d/%d: embedding_loss=%.4f lr=%.2e", step, total, loss, lr)
+def log_step(step: int, total: int, loss: float, lr: float, log: list[dict]) -> dict:
+    row = {"step": step, "embedding_loss": loss, "learning_rate": lr}
+    log.append(row)
+    logger.info("step %d/%d: embedding_loss=%.4f lr=%.2e", step, total, loss, lr)
+    return row
 
 
 def save_due(args: TrainingArguments, step: int, total: int) -> bool:
     """Whether `save_strategy` asks for a checkpoint after `step`."""
-    return is_due(args.save_strategy, args.save_steps, step, total, _steps_per_epoch(args, total))
+    return is_due(args.save_strategy, args.save_steps, step, total, steps_per_epoch(args, total))
 
 
 class EmbeddingEvaluator:
@@ -69,11 +68,11 @@ class EmbeddingEvaluator:
         cache = TokenCache(body, texts, max_length_of(body, args.max_length))
         return cls(body, loss_fn, cache, args, np.asarray(label_ids))
 
-    def maybe_evaluate(self, step: int, total: int, log: list[dict]) -> None:
+    def evaluate(self, step: int, log: list[dict]) -> float | None:
+        """The eval embedding loss after `step` (None without eval data or before `eval_delay`), logged in `log`;
+        the caller decides whether one is due (`evaluation_due`, or a callback's `should_evaluate`)."""
         if self.cache is None or step <= self.args.eval_delay:
-            return
-        if not is_due(self.args.eval_strategy, self.args.eval_steps, step, total, _steps_per_epoch(self.args, total)):
-            return
+            return None
         eval_args = self.args.replace(num_epochs=(1, self.args.classifier_num_epochs))
         stream = batch_stream(self.label_ids, eval_args, self.loss_fn.kind, self.args.eval_max_steps)
         self.body.eval()
@@ -87,6 +86,7 @@ class EmbeddingEvaluator:
         logger.info("step %d: eval_embedding_loss=%.4f", step, value)
         if self.args.load_best_model_at_end and (self.best is None or value < self.best[0]):
             self.best = (value, {k: v.detach().cpu().clone() for k, v in self.body.state_dict().items()})
+        return value
 
     def restore_best(self) -> None:
         if self.best is not None:

@@ -17,7 +17,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PairSet:
-    """Pairs as parallel arrays: indices into the training texts and a 1.0/0.0 similarity label."""
+    """Pairs as parallel arrays: indices into the training texts and a float similarity target (1.0/0.0
+    for setfit's labelled pairs; a teacher's cosine similarity in distillation)."""
 
     first: np.ndarray
     second: np.ndarray
@@ -87,6 +88,34 @@ def make_pairs(
     if max_pairs > 0:
         first, second, label = first[:max_pairs], second[:max_pairs], label[:max_pairs]
     return PairSet(first, second, label)
+
+
+def sample_text_pairs(
+    num_texts: int, seed: int, num_iterations: int | None = None, max_pairs: int = -1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unlabelled pairs (i < j) of `num_texts` texts, as the distillation trainer trains on them.
+
+    As setfit's distillation sampler: `num_iterations=k` gives k·n pairs, otherwise every pair once,
+    shuffled, capped at `max_pairs`; more pairs than exist wrap around. Unlike setfit, no self-pairs (a
+    text with itself has cosine 1.0 under any body, so it teaches nothing) and the caller's seed is used.
+    Pairs are drawn by their index in the upper triangle, so no list of all n(n-1)/2 candidates is built.
+    """
+    if num_texts < 2:
+        raise ValueError(f"pairs need at least 2 texts; got {num_texts}")
+    total = num_texts * (num_texts - 1) // 2
+    count = num_iterations * num_texts if num_iterations else total
+    if max_pairs > 0:
+        count = min(count, max_pairs)
+    rng = np.random.default_rng([seed, 4])  # its own stream, apart from the labelled sampler's
+    if count <= total:
+        linear = rng.choice(total, size=count, replace=False)
+    else:
+        linear = rng.permutation(total)[np.arange(count) % total]
+    # Row i of the strict upper triangle holds pairs (i, i+1..n-1) and starts at starts[i].
+    starts = np.concatenate([[0], np.cumsum(np.arange(num_texts - 1, 0, -1))])
+    first = np.searchsorted(starts, linear, side="right") - 1
+    second = first + 1 + (linear - starts[first])
+    return first.astype(np.int32), second.astype(np.int32)
 
 
 def _interleave(pa: np.ndarray, pb: np.ndarray, na: np.ndarray, nb: np.ndarray) -> tuple[np.ndarray, ...]:

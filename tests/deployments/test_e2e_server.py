@@ -185,3 +185,56 @@ def test_the_ui_shows_the_deployments_and_a_run(stack, tmp_path):
 def _failure(run, tmp: Path) -> str:
     log = (tmp / "worker.log").read_text(errors="replace")[-4000:]
     return f"flow run {run.name} ended {run.state.type}: {run.state.message}\n--- worker log ---\n{log}"
+
+
+def test_a_data_updated_event_starts_nightly_retrain(stack, tiny_model_dir, tiny_splits, tmp_path):
+    """`setfit-pipeline data-updated` emits setfit.data.updated; the deployment trigger of nightly-retrain starts a
+    run on the event's data, which trains, promotes and records its history, while the schedule stays."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from setfit_core.artifacts import ArtifactStore
+    from setfit_core.pipeline import dataset_label
+    from setfit_core.pipeline.run_history import RunHistory
+
+    env, tmp = stack
+    train = tmp_path / "acme" / "train.parquet"  # a path no other run used: the run is found by it
+    train.parent.mkdir()
+    shutil.copy(tiny_splits["train"], train)
+    root = str(tmp / "event-artifacts")
+    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("setfit-train/nightly-retrain")
+        assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
+        automations = client.read_resource_related_automations(f"prefect.deployment.{nightly.id}")
+        assert [a.trigger.expect for a in automations] == [{"setfit.data.updated"}]
+        # The deployment's defaults train MiniLM into the checkout's artifacts/: point them at the tiny model and
+        # this test's root for the test, as an operator would edit them in the UI; restored afterwards.
+        client.update_deployment(nightly.id, DeploymentUpdate(parameters={
+            **nightly.parameters, "model": tiny_model_dir, "artifacts_root": root,
+            "args": {"num_iterations": 2, "seed": 0, "show_progress_bar": False}}))
+        try:
+            emitted = _cli(["data-updated", "--dataset", "acme", "--uri", str(train), "--eval-uri",
+                            tiny_splits["eval"]], env)
+            assert emitted.returncode == 0, emitted.stderr
+            assert "emitted setfit.data.updated for setfit.dataset.acme" in emitted.stdout
+            run = _wait_for_run(client, DeploymentFilter(id=DeploymentFilterId(any_=[nightly.id])), str(train))
+        finally:
+            client.update_deployment(nightly.id, DeploymentUpdate(parameters=nightly.parameters))
+    assert run.state.is_completed(), _failure(run, tmp)
+    assert (run.parameters["train_data"], run.parameters["eval_data"]) == (str(train), tiny_splits["eval"])
+    (entry,) = RunHistory(ArtifactStore(root), "production", dataset_label(str(train))).last()
+    assert entry.promoted and entry.deployment == "nightly-retrain"
+
+
+def _wait_for_run(client, deployments, train_data: str):
+    """The deployment's flow run on `train_data`, once it reached a final state."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        runs = [r for r in client.read_flow_runs(deployment_filter=deployments)
+                if r.parameters.get("train_data") == train_data]
+        if runs and runs[0].state.is_final():
+            return runs[0]
+        time.sleep(1)
+    pytest.fail(f"no finished run of nightly-retrain on {train_data} within {RUN_TIMEOUT_S} s")

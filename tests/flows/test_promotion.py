@@ -103,7 +103,11 @@ def test_no_eval_data_or_no_gate_promotes_nothing(train, tmp_path):
     assert off["promotion"] == {"alias": None, "promoted": False, "reason": "no promotion gate (promote_to=None)",
                                 "model_uri": off["model_uri"], "previous_model_uri": None, "metric": None,
                                 "previous_metric": None}
-    assert not (tmp_path / "artifacts" / "aliases").exists()
+    aliases = tmp_path / "artifacts" / "aliases"
+    assert AliasStore(ArtifactStore(str(tmp_path / "artifacts"))).current("production") is None
+    # The gated run without eval data is in the alias's run history (the night it could not promote); the
+    # run without a gate is not.
+    assert sorted(p.name for p in aliases.iterdir()) == ["production.runs"]
     assert "no eval\\_data" in summary_of(run_id)
 
 

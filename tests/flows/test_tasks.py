@@ -21,7 +21,7 @@ def job(tiny_model_dir, tiny_splits, tmp_path) -> dict:
 
 def test_plan_then_stage_tasks_return_plain_results(job):
     plan = plan_task.fn(job)
-    assert set(plan) == {"dataset", "hashes", "keys", "warnings"} and plan["warnings"] == []
+    assert set(plan) == {"dataset", "hashes", "keys", "warnings", "phase1"} and plan["warnings"] == []
     assert list(plan["keys"]) == ["pairs", "body", "embeddings", "head", "model"]
     pairs = pairs_task.fn(job, plan)
     body = body_task.fn(job, plan, pairs)

@@ -213,3 +213,26 @@ def test_a_model_below_the_frozen_probe_reaches_the_result_and_the_summary(train
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     summary = {a.key: a for a in artifacts if a.key}[f"setfit-adhoc-{dataset_label(tiny_splits['train'])}-summary"].data
     assert "## Fine-tuning did not help" in summary and "fine-tuning did not help on eval" in summary
+
+
+@pytest.mark.slow
+def test_report_to_mlflow_records_the_run_and_keeps_the_keys(train, tmp_path, monkeypatch):
+    import mlflow
+
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store for opt-in use
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    plain, _ = train()
+    reported, _ = train(args={**ARGS, "report_to": "mlflow", "run_name": "nightly"})
+    assert {s: r["key"] for s, r in reported["stages"].items()} == {s: r["key"] for s, r in plain["stages"].items()}
+    assert set(statuses(reported).values()) == {"reused"}  # report_to changes no stage: all reused, still reported
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs(["0"])
+    assert run.info.run_name == "nightly" and run.info.status == "FINISHED"
+    assert run.data.params["key_body"] == plain["stages"]["body"]["key"] and run.data.params["seed"] == "0"
+    assert run.data.metrics["eval_accuracy"] == reported["metrics"]["eval"]["accuracy"]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "embedding_loss")] == [1]
+    assert "model/config_setfit.json" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    local = client.download_artifacts(run.info.run_id, "model")
+    assert set(SetFitModel.from_pretrained(local).predict(["good movie"])) <= {"positive", "negative"}

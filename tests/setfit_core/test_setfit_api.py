@@ -29,6 +29,9 @@ Y = ["positive"] * 4 + ["negative"] * 4
     ("TrainingArguments.update", "TrainingArguments.update"),
     ("TrainingArguments.copy", "TrainingArguments.copy"),
     ("Trainer.freeze", "Trainer.freeze"),
+    ("Trainer.add_callback", "Trainer.add_callback"),
+    ("Trainer.pop_callback", "Trainer.pop_callback"),
+    ("Trainer.remove_callback", "Trainer.remove_callback"),
     ("Trainer.unfreeze", "Trainer.unfreeze"),
     ("SetFitModel.freeze", "SetFitModel.freeze"),
     ("SetFitModel.unfreeze", "SetFitModel.unfreeze"),
@@ -45,6 +48,13 @@ def test_signature_matches_setfit(ours, theirs):
         return [(p.name, p.default) for p in inspect.signature(fn).parameters.values()]
 
     assert names(resolve(setfit_core, ours)) == names(resolve(setfit, theirs))
+
+
+def test_trainer_signature_extends_setfits():
+    """setfit's parameters in setfit's order (`callbacks` before `column_mapping`), then ours (`engine`)."""
+    setfit = pytest.importorskip("setfit", reason="setfit 1.2.0 (the bench extra) is not installed")
+    theirs = list(inspect.signature(setfit.Trainer.__init__).parameters)
+    assert list(inspect.signature(Trainer.__init__).parameters)[: len(theirs)] == theirs
 
 
 def test_encode_signature_extends_setfits():
