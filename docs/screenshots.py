@@ -1,4 +1,4 @@
-"""Screenshots of the Prefect UI for the README: a nightly run, its artifacts, the deployments page.
+"""Screenshots of the Prefect UI for the README: a nightly run, its artifacts, the deployments page, the run history.
 
     apt-get install chromium        # Debian's package; the script looks for /usr/bin/chromium
     .venv/bin/python docs/screenshots.py [--out docs/img]
@@ -6,8 +6,8 @@
 Starts a throw-away Prefect server (its own PREFECT_HOME under a temp dir), deploys
 deployments/prefect.yaml, starts a process worker, triggers nightly-retrain and then
 head-only-retrain on the demo data with the offline MiniLM (into a fresh artifacts root, so the
-first run computes every stage and the second reuses the body), takes headless-Chromium
-screenshots, and stops everything.
+first run computes every stage and the second reuses the body), runs nightly-retrain once more (its
+run history then has two rows), takes headless-Chromium screenshots, and stops everything.
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def take(out_dir: Path, work: Path) -> list[Path]:
             _with_api(env, _run, "setfit-train/nightly-retrain", params)
             head_only = _with_api(env, _run, "setfit-train/head-only-retrain", params)
             artifacts = _with_api(env, _artifact_ids, head_only)
+            # A second nightly run (every stage reused) adds a second row to the alias's run history.
+            nightly = _with_api(env, _run, "setfit-train/nightly-retrain", params)
+            history = _with_api(env, _artifact_ids, nightly)
         finally:
             prefect_ops.stop(worker)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,6 +79,8 @@ def take(out_dir: Path, work: Path) -> list[Path]:
             screenshot(f"{ui}/artifacts/artifact/{artifacts['summary']}", out_dir / "run-summary.png"),
             screenshot(f"{ui}/artifacts/artifact/{artifacts['metrics']}", out_dir / "run-metrics.png", "1400,700"),
             screenshot(f"{ui}/deployments", out_dir / "deployments.png", "1400,500"),
+            screenshot(f"{ui}/artifacts/artifact/{history['history']}", out_dir / "run-history.png", "1400,600"),
+            screenshot(f"{ui}/artifacts/artifact/{history['trend']}", out_dir / "run-trend.png", "1400,600"),
         ]
 
 

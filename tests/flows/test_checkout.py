@@ -25,6 +25,7 @@ def test_the_deployments_use_this_step_and_module_entrypoints():
     entrypoints = {d["name"]: d["entrypoint"] for d in config["deployments"]}
     assert entrypoints == {"nightly-retrain": "setfit_pipeline.flows.train:train_pipeline",
                            "head-only-retrain": "setfit_pipeline.flows.train:train_pipeline",
+                           "sweep": "setfit_pipeline.flows.sweep:sweep_pipeline",
                            "batch-predict": "setfit_pipeline.flows.predict:predict_flow"}
     predict = next(d for d in config["deployments"] if d["name"] == "batch-predict")
     assert predict["parameters"]["model"] == "artifacts/aliases/production.json"
