@@ -33,7 +33,7 @@ demo: install
 test: lint docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The inner loop: everything but the tests marked slow or e2e (under 3 minutes on 2 cores).
+# The inner loop: everything but the tests marked slow or e2e (about 4 minutes on 2 cores).
 test-fast: install
 	$(PY) -m pytest -m "not slow and not e2e" $(PYTEST_ARGS)
 
