@@ -47,6 +47,17 @@ TINY_WORDS = (
 ).split()
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`make test` runs `-n auto`) the workers share the cores: each worker's torch gets
+    cores / workers intra-op threads (onnxruntime follows torch's count), so that two workers' threads do not
+    spin-wait on each other (see `single_torch_thread`)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     """A 2-layer, 32-wide BERT with mean pooling, saved as a sentence-transformers directory (built once)."""
