@@ -176,8 +176,9 @@ def _renumber(node: Any, numbers: dict[int, int], renamed: dict[str, str]) -> An
 
 
 def _check_trust_list(trust_head_types: Sequence[str]) -> frozenset[str]:
-    if isinstance(trust_head_types, (str, bytes)) or not isinstance(trust_head_types, (list, tuple, set, frozenset)) \
-            or not all(isinstance(name, str) for name in trust_head_types):
+    # A bare string would be trusted letter by letter; True is not a list (there is no "trust everything").
+    names_list = isinstance(trust_head_types, (list, tuple, set, frozenset))
+    if not names_list or not all(isinstance(name, str) for name in trust_head_types):
         raise TypeError(
             "'trust_head_types' must be a list of fully qualified type names such as "
             f"['sklearn.tree._tree.Tree']; got {trust_head_types!r}"

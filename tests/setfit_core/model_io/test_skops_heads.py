@@ -16,6 +16,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
+import skops.io
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
@@ -208,11 +209,14 @@ def test_a_dangerous_function_is_refused(func, tmp_path):
         load_sklearn_head(tmp_path)
 
 
-def test_a_lambda_is_refused_at_save_time(tmp_path):
+def test_a_lambda_is_refused_at_save_time_and_at_load_time(tmp_path):
     head = _fit(make_pipeline(FunctionTransformer(lambda x: x * 2), LogisticRegression()), Y_3)
     with pytest.raises(TypeError, match=r"holds \['.*<lambda>'\], which cannot be loaded back by name"):
         save_sklearn_head(head, tmp_path)
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / SKOPS_HEAD_FILE).write_bytes(skops.io.dumps(head))  # written by skops itself
+    with pytest.raises(UnsafeHeadError, match=r"not trusted by default: \['.*<lambda>'\]"):
+        load_sklearn_head(tmp_path)
 
 
 @pytest.mark.parametrize(
