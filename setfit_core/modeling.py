@@ -126,6 +126,7 @@ class SetFitModel:
         normalize_embeddings: bool | None = None,
         device: str | None = None,
         trust_pickle: bool = False,
+        trust_head_types: list[str] | tuple[str, ...] = (),
         trust_remote_code: bool = False,
         backend: str = "torch",
     ) -> SetFitModel:
@@ -136,8 +137,11 @@ class SetFitModel:
         `revision`, `token`, `force_download`), or, offline (`HF_HUB_OFFLINE=1`, `local_files_only=True`),
         read from that cache. Either way a directory or repo holding `config_setfit.json` or a
         `model_head.*` file loads with its head and labels; a pickled head (`model_head.pkl`) only with
-        `trust_pickle=True`. A pipeline model stage that references its body stage (``body_ref.json``)
-        loads its body from there, ``../../body/<key>`` beside it.
+        `trust_pickle=True`. A scikit-learn head (`model_head.skops`) holding types that are not trusted by
+        default (functions, classes from other packages, decision trees) loads only with those types named in
+        `trust_head_types`, e.g. ``["sklearn.tree._tree.Tree"]`` for a random forest. A pipeline model stage
+        that references its body stage (``body_ref.json``) loads its body from there, ``../../body/<key>``
+        beside it.
 
         ``backend="onnx"`` (as in sentence-transformers) loads a directory `export_onnx` wrote, or a pipeline
         model stage trained with ``export_onnx``, for prediction through onnxruntime: the body is its ONNX
@@ -165,7 +169,8 @@ class SetFitModel:
         labels = labels if labels is not None else saved.get("labels")
         multi_target_strategy = multi_target_strategy or saved.get("multi_target_strategy")
         try:
-            head = load_saved_head(location, saved, device=device, trust_pickle=trust_pickle)
+            head = load_saved_head(location, saved, device=device, trust_pickle=trust_pickle,
+                                   trust_head_types=trust_head_types)
         except UnsafeHeadError as exc:
             if model_id is None or os.path.isdir(os.path.expanduser(str(model_id))):
                 raise

@@ -2,8 +2,8 @@
 
 - `config_setfit.json`: `normalize_embeddings`, `labels` (what setfit 1.x reads) plus
   `multi_target_strategy` and `head` (type and, for the torch head, its shape).
-- torch head: `model_head.safetensors`; scikit-learn head: `model_head.safetensors` + `model_head.json`
-  (see `sklearn_head`). Neither can execute code on load.
+- torch head: `model_head.safetensors`; scikit-learn head: `model_head.skops` (see `sklearn_head`;
+  `model_head.json` + `model_head.safetensors` from earlier versions still load). Neither runs code on load.
 - `model_head.pkl` (setfit 1.x) is read only with `trust_pickle=True`, and written only on request
   (`setfit_compatible=True`), in which case `config_setfit.json` holds only the keys setfit accepts.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from setfit_core.model_io.sklearn_head import (
     HEAD_SPEC_FILE,
     HEAD_WEIGHTS_FILE,
     PICKLE_HEAD_FILE,
+    SKOPS_HEAD_FILE,
     load_pickle_head,
     load_sklearn_head,
     save_pickle_head,
@@ -36,7 +38,7 @@ CONFIG_FILE = "config_setfit.json"
 TORCH_HEAD_FILE = "model_head.safetensors"
 FORMAT_VERSION = 1
 # What `save_head` can write: the head half of a model directory, beside the body's files.
-HEAD_FILES = (CONFIG_FILE, TORCH_HEAD_FILE, HEAD_WEIGHTS_FILE, HEAD_SPEC_FILE, PICKLE_HEAD_FILE)
+HEAD_FILES = (CONFIG_FILE, TORCH_HEAD_FILE, SKOPS_HEAD_FILE, HEAD_WEIGHTS_FILE, HEAD_SPEC_FILE, PICKLE_HEAD_FILE)
 
 
 def read_saved_config(location: str) -> dict[str, Any]:
@@ -117,31 +119,35 @@ def head_files(location: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in root.glob("model_head.*") if p.is_file()) if root.is_dir() else []
 
 
-def load_saved_head(location: str, config: dict[str, Any], device: str, trust_pickle: bool):
+def load_saved_head(location: str, config: dict[str, Any], device: str, trust_pickle: bool,
+                    trust_head_types: Sequence[str] = ()):
     """The saved head, or None for a plain sentence-transformers directory (no head files, no head config).
 
     Never silently headless: a head file that is there but cannot be read is an error naming it.
+    `trust_head_types`: types a `model_head.skops` may hold beyond those trusted by default.
     """
     root = Path(location)
     if not root.is_dir():
         return None
     head_config = config.get("head")
     if head_config is None:  # setfit 1.x layout, or ours saved with setfit_compatible=True
-        if (root / HEAD_SPEC_FILE).exists():  # the safe copy wins over the pickle beside it
-            return load_sklearn_head(root)
+        # The safe copy wins over the pickle beside it.
+        if (root / SKOPS_HEAD_FILE).exists() or (root / HEAD_SPEC_FILE).exists():
+            return load_sklearn_head(root, trust_head_types)
         if (root / PICKLE_HEAD_FILE).exists():
             return _load_setfit_pickle(root, device, trust_pickle)
         if found := head_files(root):
             config_state = "has no 'head' entry" if config else "is missing"
             raise ValueError(
-                f"{root} holds head file(s) {found} but no {HEAD_SPEC_FILE} or {PICKLE_HEAD_FILE}, and "
+                f"{root} holds head file(s) {found} but no {SKOPS_HEAD_FILE}, {HEAD_SPEC_FILE} or "
+                f"{PICKLE_HEAD_FILE}, and "
                 f"{CONFIG_FILE} {config_state}, so which head they hold is "
                 f"unknown; the model directory is incomplete. Save it again with SetFitModel.save_pretrained"
             )
         return None
     kind = head_config.get("type") if isinstance(head_config, dict) else None
     if kind == "sklearn":
-        return load_sklearn_head(root)
+        return load_sklearn_head(root, trust_head_types)
     if kind == "differentiable":
         return _load_torch_head(root, head_config, device)
     raise ValueError(f"{root / CONFIG_FILE} has head type {kind!r}; expected 'sklearn' or 'differentiable'")

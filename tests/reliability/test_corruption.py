@@ -55,7 +55,7 @@ CASES = [
     ("pairs", "pairs.parquet", _truncate, {"pairs"}),
     ("body", "model.safetensors", _flip, {"body"}),
     ("embeddings", "embeddings.parquet", _truncate, {"embeddings"}),
-    ("head", "model_head.safetensors", _flip, {"head"}),
+    ("head", "model_head.skops", _flip, {"head"}),
     ("evaluation", "metrics.json", _wrong_hash_in_manifest, {"evaluation"}),
     ("model", "body_ref.json", _rehash_claim, {"model"}),  # the reference to the body stage
 ]

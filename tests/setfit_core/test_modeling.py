@@ -88,7 +88,8 @@ def test_save_and_load_give_identical_predictions(fixture, request, tmp_path):
     model = request.getfixturevalue(fixture)
     model.save_pretrained(tmp_path / "m")
     files = {p.name for p in (tmp_path / "m").iterdir()}
-    assert {"config_setfit.json", "model_head.safetensors", "modules.json", "model.safetensors"} <= files
+    head_file = "model_head.safetensors" if fixture == "torch_model" else "model_head.skops"
+    assert {"config_setfit.json", head_file, "modules.json", "model.safetensors"} <= files
     assert not any(name.endswith(".pkl") for name in files)
     config = json.loads((tmp_path / "m" / "config_setfit.json").read_text())
     assert config["head"]["type"] == ("differentiable" if fixture == "torch_model" else "sklearn")
@@ -116,8 +117,7 @@ def test_setfit_pickle_needs_explicit_trust(sklearn_model, tmp_path):
     sklearn_model.save_pretrained(tmp_path / "m", setfit_compatible=True)
     config = json.loads((tmp_path / "m" / "config_setfit.json").read_text())
     assert set(config) == {"normalize_embeddings", "labels"}  # what setfit 1.x's constructor accepts
-    (tmp_path / "m" / "model_head.json").unlink()  # leave only the pickle, as setfit 1.x writes it
-    (tmp_path / "m" / "model_head.safetensors").unlink()
+    (tmp_path / "m" / "model_head.skops").unlink()  # leave only the pickle, as setfit 1.x writes it
     with pytest.raises(UnsafeHeadError, match=r"model_head.pkl.*trust_pickle=True"):
         SetFitModel.from_pretrained(str(tmp_path / "m"), device="cpu")
     loaded = SetFitModel.from_pretrained(str(tmp_path / "m"), device="cpu", trust_pickle=True)
@@ -130,6 +130,41 @@ def test_setfit_1_2_loads_a_model_saved_by_setfit_core(sklearn_model, tmp_path):
     theirs = setfit.SetFitModel.from_pretrained(str(tmp_path / "m"), device="cpu")
     ours = SetFitModel.from_pretrained(str(tmp_path / "m"), device="cpu")
     np.testing.assert_array_equal(np.asarray(theirs.predict(TEXTS)), ours.predict(TEXTS, as_numpy=True))
+
+
+def _with_head(model, head):
+    """`model` (its body untrained is fine) with `head` fitted on its embeddings of the tiny data."""
+    texts = ["good movie", "great film", "nice plot", "i love it", "bad movie", "awful film", "poor plot", "i hate it"]
+    model.model_head = head.fit(model.encode(texts), [1, 1, 1, 1, 0, 0, 0, 0])
+    return model
+
+
+def test_setfit_compatible_saves_an_svc_head_that_setfit_1_2_loads(tiny_model_dir, tmp_path):
+    from sklearn.svm import SVC
+
+    model = _with_head(SetFitModel.from_pretrained(tiny_model_dir, device="cpu"), SVC())
+    model.save_pretrained(tmp_path / "m", setfit_compatible=True)
+    assert {"model_head.skops", "model_head.pkl"} <= {p.name for p in (tmp_path / "m").iterdir()}
+    ours = SetFitModel.from_pretrained(str(tmp_path / "m"), device="cpu")  # the safe copy, not the pickle
+    assert type(ours.model_head) is SVC
+    np.testing.assert_array_equal(ours.predict(TEXTS, as_numpy=True), model.predict(TEXTS, as_numpy=True))
+    setfit = pytest.importorskip("setfit", reason="the bench extra (setfit==1.2.0) is not installed")
+    theirs = setfit.SetFitModel.from_pretrained(str(tmp_path / "m"), device="cpu")
+    assert type(theirs.model_head) is SVC
+    np.testing.assert_array_equal(np.asarray(theirs.predict(TEXTS)), model.predict(TEXTS, as_numpy=True))
+
+
+def test_a_forest_head_loads_once_its_tree_type_is_trusted(tiny_model_dir, tmp_path):
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = _with_head(SetFitModel.from_pretrained(tiny_model_dir, device="cpu"),
+                       RandomForestClassifier(n_estimators=3, random_state=0))
+    model.save_pretrained(tmp_path / "m")
+    with pytest.raises(UnsafeHeadError, match=r"model_head.skops holds types.*trust_head_types=\['sklearn.tree"):
+        SetFitModel.from_pretrained(str(tmp_path / "m"), device="cpu")
+    loaded = SetFitModel.from_pretrained(str(tmp_path / "m"), device="cpu",
+                                         trust_head_types=["sklearn.tree._tree.Tree"])
+    torch.testing.assert_close(loaded.predict_proba(TEXTS), model.predict_proba(TEXTS))
 
 
 def test_setfit_compatible_refuses_the_torch_head(torch_model, tmp_path):

@@ -1,11 +1,9 @@
-"""File names, format identifiers and value allow-lists shared by saving and loading.
-
-They live apart from the code so that the writer and the reader cannot drift: both sides of the
-on-disk format read the same constants.
-"""
+"""File names, format identifiers and the value allow-lists of the legacy JSON + safetensors reader."""
 
 from __future__ import annotations
 
+SKOPS_HEAD_FILE = "model_head.skops"
+# The JSON + safetensors format written before the switch to skops; read, no longer written.
 HEAD_WEIGHTS_FILE = "model_head.safetensors"
 HEAD_SPEC_FILE = "model_head.json"
 PICKLE_HEAD_FILE = "model_head.pkl"
@@ -13,7 +11,7 @@ PICKLE_HEAD_FILE = "model_head.pkl"
 FORMAT_NAME = "setfit_core.sklearn_head"
 FORMAT_VERSION = 1
 
-# Dtype kinds we can round-trip: numbers go to safetensors, labels/names go to JSON.
+# Dtype kinds of the legacy format: numbers in safetensors, labels/names in JSON.
 _TENSOR_KINDS = "fiub"
 _LABEL_KINDS = "fiubUO"
 _LABEL_SCALARS = (str, int, float, bool)

@@ -13,7 +13,7 @@ from typing import Any
 # Module import (not `from joblib import load`) so tests can patch joblib.load and see every call.
 import joblib
 
-from setfit_core.model_io.sklearn_head.formats import HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE, PICKLE_HEAD_FILE
+from setfit_core.model_io.sklearn_head.formats import PICKLE_HEAD_FILE, SKOPS_HEAD_FILE
 from setfit_core.model_io.sklearn_head.support import _existing_directory
 
 
@@ -38,7 +38,6 @@ def load_pickle_head(directory: str | os.PathLike, *, trust_pickle: bool = False
             "format). Unpickling can execute arbitrary code, so it is not loaded by default. "
             "Pass trust_pickle=True only if you trust the source of this file; otherwise load it "
             "once in a trusted environment and re-save it with setfit_core "
-            f"(setfit_core.model_io.sklearn_head.save_sklearn_head) to get the safe {HEAD_WEIGHTS_FILE} + "
-            f"{HEAD_SPEC_FILE} format."
+            f"(setfit_core.model_io.sklearn_head.save_sklearn_head) to get the safe {SKOPS_HEAD_FILE} format."
         )
     return joblib.load(str(path))

@@ -1,4 +1,4 @@
-"""Loading, second half: rebuild real, fitted scikit-learn estimators from a validated spec.
+"""Legacy reader, second half: rebuild real, fitted scikit-learn estimators from a validated spec.
 
 Estimator types are looked up in explicit loader tables, never imported by name, so a spec can only
 ever produce the allow-listed types; each loader sets exactly the attributes that `fit` would.
@@ -32,8 +32,8 @@ from setfit_core.model_io.sklearn_head.spec import (
 from setfit_core.model_io.sklearn_head.support import _is_fitted
 
 
-def load_sklearn_head(directory: str | os.PathLike) -> BaseEstimator:
-    """Rebuild the estimator written by `save_sklearn_head`; never unpickles anything."""
+def load_legacy_head(directory: str | os.PathLike) -> BaseEstimator:
+    """Rebuild a head saved as `model_head.json` + `model_head.safetensors`; never unpickles anything."""
     directory = Path(directory)
     spec_path = directory / HEAD_SPEC_FILE
     weights_path = directory / HEAD_WEIGHTS_FILE

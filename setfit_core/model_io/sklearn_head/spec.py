@@ -1,7 +1,9 @@
-"""Loading, first half: read and validate the spec and weights files.
+"""Legacy reader, first half: read and validate `model_head.json` and `model_head.safetensors`.
 
-Everything here treats the files as untrusted input: each field is type-checked through
-`_LoadContext.require` so a malformed spec fails with its location instead of deep inside sklearn.
+setfit_core wrote scikit-learn heads in this format (LogisticRegression and the three multi-label
+wrappers only) before it switched to skops; it is still read, never written. Everything here treats
+the files as untrusted input: each field is type-checked through `_LoadContext.require` so a malformed
+spec fails with its location instead of deep inside sklearn.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from setfit_core.model_io.sklearn_head.formats import (
     FORMAT_NAME,
     FORMAT_VERSION,
     PICKLE_HEAD_FILE,
+    SKOPS_HEAD_FILE,
 )
-from setfit_core.model_io.sklearn_head.values import _decode_value
 
 
 def _missing_spec_message(directory: Path, spec_path: Path) -> str:
-    message = f"No scikit-learn head spec {spec_path}"
+    message = f"No scikit-learn head in {directory}: neither {SKOPS_HEAD_FILE} nor {spec_path.name} (earlier versions)"
     if (directory / PICKLE_HEAD_FILE).is_file():
         message += (
             f"; the directory holds a pickled head ({PICKLE_HEAD_FILE}) instead: see "
@@ -119,6 +121,19 @@ def _parse_dtype(ctx: _LoadContext, text: str, kinds: str, where: str) -> np.dty
     if dtype.kind not in kinds:
         raise ctx.error(where, f"dtype {text!r} is not allowed here")
     return dtype
+
+
+def _decode_value(value: Any) -> Any:
+    """JSON values as written: non-finite floats (`{"__float__": "inf"}`) and non-string dict keys were tagged."""
+    if isinstance(value, list):
+        return [_decode_value(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"__float__"} and value["__float__"] in ("inf", "-inf", "nan"):
+        return float(value["__float__"])
+    if set(value) == {"__dict__"} and isinstance(value["__dict__"], list):
+        return {_decode_value(k): _decode_value(v) for k, v in value["__dict__"]}
+    raise ValueError(f"unrecognised encoded value {value!r}")
 
 
 def _decode_labels(ctx: _LoadContext, node: dict[str, Any], key: str, where: str) -> np.ndarray:

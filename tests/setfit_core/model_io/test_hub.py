@@ -65,8 +65,7 @@ def saved(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
     _train(SetFitModel.from_pretrained(tiny_model_dir, use_differentiable_head=True, device="cpu")).save_pretrained(
         str(root / "torch"))
     sklearn_model.save_pretrained(str(root / "setfit"), setfit_compatible=True)
-    for name in ("model_head.json", "model_head.safetensors"):  # what setfit 1.2.0 itself writes has neither
-        (root / "setfit" / name).unlink()
+    (root / "setfit" / "model_head.skops").unlink()  # what setfit 1.2.0 itself writes has no safe head
     shutil.copytree(tiny_model_dir, root / "plain")
     return {name: root / name for name in ("sklearn", "torch", "setfit", "plain")}
 
@@ -245,7 +244,7 @@ def test_pushed_model_loads_back_from_the_cache(saved, hub, tmp_path, monkeypatc
 
 def test_push_setfit_compatible_uploads_the_pickle_too(saved, hub):
     SetFitModel.from_pretrained(str(saved["sklearn"]), device="cpu").push_to_hub("org/both", setfit_compatible=True)
-    assert {"model_head.pkl", "model_head.json", "model_head.safetensors"} <= set(_listing(hub.uploaded))
+    assert {"model_head.pkl", "model_head.skops"} <= set(_listing(hub.uploaded))
 
 
 def test_push_refuses_before_saving_when_offline_or_misnamed(saved, hub, monkeypatch):
