@@ -15,6 +15,7 @@ the same training writes the same card.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import logging
 import os
@@ -47,7 +48,13 @@ _VERSIONED = {"sentence-transformers": "sentence_transformers", "transformers": 
 
 
 def framework_versions() -> dict[str, str]:
-    """Python and the libraries that compute and load a model, as installed now."""
+    """Python and the libraries that compute and load a model, as installed (a new dict each call)."""
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> dict[str, str]:
+    # importlib.metadata scans site-packages (~7 ms a call), and every SetFitModel gets a card.
     from setfit_core import __version__
 
     found = {"python": platform.python_version(), "setfit_core": __version__}

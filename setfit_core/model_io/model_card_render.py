@@ -75,7 +75,7 @@ def facts_of_directory(model_dir: str | os.PathLike, max_seq_length: int | None 
     else:
         spec = _read_json(Path(model_dir) / "model_head.json").get("estimator") or {}
         inner = spec.get("estimator") if isinstance(spec.get("estimator"), dict) else None
-        head_class = f"{spec['type']}({inner['type']})" if inner else spec.get("type")
+        head_class = f"{spec.get('type')}({inner.get('type')})" if inner else spec.get("type")
     ref = read_body_ref(model_dir)
     onnx = config.get("onnx") if isinstance(config.get("onnx"), dict) else {}
     labels = config.get("labels")
