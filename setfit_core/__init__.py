@@ -33,6 +33,7 @@ _EXPORTS = {
     "CosineSimilarityLoss": "setfit_core.losses",
     "SupConLoss": "setfit_core.losses",
     "SetFitModel": "setfit_core.modeling",
+    "SetFitModelCardData": "setfit_core.model_io.model_card",
     "make_pairs": "setfit_core.training.sampling",
     "UnsafeHeadError": "setfit_core.model_io.sklearn_head",
     "Trainer": "setfit_core.trainer",
@@ -61,6 +62,7 @@ __all__ = [
     "MLflowTracker",
     "SetFitHead",
     "SetFitModel",
+    "SetFitModelCardData",
     "SetFitTrainer",
     "SupConLoss",
     "TensorBoardTracker",
@@ -106,6 +108,7 @@ if TYPE_CHECKING:
         SupConLoss,
     )
     from setfit_core.model_io.body_loading import default_model_path
+    from setfit_core.model_io.model_card import SetFitModelCardData
     from setfit_core.model_io.sklearn_head import UnsafeHeadError
     from setfit_core.modeling import SetFitModel
     from setfit_core.trainer import Trainer

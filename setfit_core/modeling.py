@@ -24,6 +24,11 @@ from setfit_core.model_io.body_loading import (
     locate_model,
     resolve_model_location,
 )
+from setfit_core.model_io.model_card import (
+    SetFitModelCardData,
+    card_data_for_loaded_model,
+    check_card_data,
+)
 from setfit_core.model_io.onnx_format import check_backend
 
 logger = logging.getLogger(__name__)
@@ -90,6 +95,7 @@ class SetFitModel:
         labels: list[Any] | None = None,
         use_differentiable_head: bool | None = None,
         head_params: dict[str, Any] | None = None,
+        model_card_data: SetFitModelCardData | None = None,
     ) -> None:
         differentiable = (isinstance(model_head, SetFitHead) if use_differentiable_head is None
                           else use_differentiable_head)
@@ -101,6 +107,7 @@ class SetFitModel:
         self.normalize_embeddings = bool(normalize_embeddings)
         self.labels = list(labels) if labels is not None else None
         self.head_params = dict(head_params or {})
+        self.model_card_data = check_card_data(model_card_data)  # what save_pretrained's README.md says
         self._differentiable = differentiable
         if model_head is None and not differentiable:
             model_head = build_sklearn_head(self.head_params, multi_target_strategy)
@@ -129,6 +136,7 @@ class SetFitModel:
         trust_head_types: list[str] | tuple[str, ...] = (),
         trust_remote_code: bool = False,
         backend: str = "torch",
+        model_card_data: SetFitModelCardData | None = None,
     ) -> SetFitModel:
         """Load a saved SetFit model, or start a new one from a sentence-transformers body.
 
@@ -146,6 +154,10 @@ class SetFitModel:
         ``backend="onnx"`` (as in sentence-transformers) loads a directory `export_onnx` wrote, or a pipeline
         model stage trained with ``export_onnx``, for prediction through onnxruntime: the body is its ONNX
         graph (no torch weights are loaded), the head the saved one. `device` defaults to "cpu" there.
+
+        `model_card_data` (a `SetFitModelCardData`): what the model card `save_pretrained` writes says (language,
+        license, model_id, dataset, ...). Without it, a saved SetFit card's fields are kept; the base model is
+        filled in when known (`setfit_core.model_io.model_card`).
         """
         from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
         from setfit_core.model_io.sklearn_head import UnsafeHeadError
@@ -178,6 +190,7 @@ class SetFitModel:
             raise UnsafeHeadError(f"model {model_id!r} from the Hugging Face Hub cache: {exc}") from exc
         if head is not None:
             use_differentiable_head = isinstance(head, SetFitHead)
+        card_data = card_data_for_loaded_model(model_card_data, model_id, location)
         return cls(
             body,
             head,
@@ -186,6 +199,7 @@ class SetFitModel:
             labels=labels,
             use_differentiable_head=use_differentiable_head,
             head_params=head_params,
+            model_card_data=card_data,
         )
 
     def new_differentiable_head(self, num_classes: int) -> SetFitHead:
@@ -384,13 +398,20 @@ class SetFitModel:
 
     # ---- persistence ----------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str, setfit_compatible: bool = False) -> None:
-        """Body files + `config_setfit.json` + a head that loads without executing code.
+        """Body files + `config_setfit.json` + a head that loads without executing code + the model card
+        (`README.md`, from `model_card_data`).
 
         `setfit_compatible=True` also writes `model_head.pkl` so setfit 1.x can load the directory.
         """
         from setfit_core.model_io.setfit_format import save_model
 
         save_model(self, save_directory, setfit_compatible=setfit_compatible)
+
+    def generate_model_card(self) -> str:
+        """The model card (``README.md``) `save_pretrained` would write, as a string."""
+        from setfit_core.model_io.model_card_render import facts_of_model, render_model_card
+
+        return render_model_card(self.model_card_data, facts_of_model(self))
 
     def export_onnx(self, directory: str | os.PathLike, quantize: str | None = None, opset: int | None = None) -> str:
         """Write a directory that `from_pretrained(directory, backend="onnx")` loads; returns its path.

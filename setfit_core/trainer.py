@@ -92,6 +92,10 @@ class Trainer:
         self.data_warnings: list[DataWarning] = []  # filled as the datasets are checked, below
         self.train_split = self._load_train(train_dataset) if train_dataset is not None else None
         self.eval_split = self.encode_split(eval_dataset, "eval_dataset") if eval_dataset is not None else None
+        if self.train_split is not None:  # the model card's labels, examples and widget (model_card.py)
+            self.model.model_card_data.record_train_data(self.train_split.texts, self.train_split.ids,
+                                                         self.encoder.labels)
+            self.model.model_card_data.set_widget_examples((self.eval_split or self.train_split).texts)
         self.body_result: BodyTrainingResult | None = None
         self.probe_metrics: dict[str, float] | None = None
         self.probe_comparison: ProbeComparison | None = None
@@ -208,6 +212,8 @@ class Trainer:
         eval_split = self.eval_split
         if eval_split is not None and self.probe_metrics is None:
             self.probe_metrics = self._score_probe(split, eval_split)
+            self.model.model_card_data.set_probe_results(self.probe_metrics, "eval")
+        self.model.model_card_data.set_hyperparameters(args, self.model.head_params)
         self.model.freeze("head")
         self.model.unfreeze("body")
         self.body_result = train_body(
@@ -223,6 +229,7 @@ class Trainer:
             model=self.model,
         )
         self.state = self.body_result.state or self.state
+        self.model.model_card_data.set_train_log(self.body_result.log, args.load_best_model_at_end)
 
     def train_classifier(self, args: TrainingArguments | None = None) -> None:
         args = args or self.args
@@ -274,6 +281,8 @@ class Trainer:
             self.probe_comparison = compare("eval_dataset", self.metric, result, self.probe_metrics)
             if self.probe_comparison is not None and self.probe_comparison.below:
                 logger.warning("%s", self.probe_comparison.message())
+        card_split = metric_key_prefix or ("eval" if dataset is None else "test")  # as setfit's card names them
+        self.model.model_card_data.post_training_eval_results({f"{card_split}_{k}": v for k, v in result.items()})
         if metric_key_prefix:
             result = {f"{metric_key_prefix}_{k}": v for k, v in result.items()}
         self._log_evaluation(result, metric_key_prefix)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from setfit_core.model_io.model_card_render import save_model_card
 from setfit_core.model_io.onnx_format import (
     CONFIG_KEY,
     ONNX_FILES,
@@ -93,6 +94,7 @@ def export_onnx(model, directory: str | os.PathLike, quantize: str | None = None
         save_model(model, str(tmp))
         entry = write_onnx(model, tmp, quantize, opset)
         add_entry(tmp, entry)
+        save_model_card(model, tmp)  # again, now that the card can say how to load the graph
         replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; left only by a failure

@@ -6,6 +6,7 @@
   `model_head.json` + `model_head.safetensors` from earlier versions still load). Neither runs code on load.
 - `model_head.pkl` (setfit 1.x) is read only with `trust_pickle=True`, and written only on request
   (`setfit_compatible=True`), in which case `config_setfit.json` holds only the keys setfit accepts.
+- `README.md`: the SetFit model card (`model_card_render`), not the body's sentence-transformers card.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from setfit_core.differentiable_head import SetFitHead
+from setfit_core.model_io.model_card_render import save_model_card
 from setfit_core.model_io.sklearn_head import (
     HEAD_SPEC_FILE,
     HEAD_WEIGHTS_FILE,
@@ -59,7 +61,8 @@ def save_model(model, save_directory: str, setfit_compatible: bool = False) -> N
         raise RuntimeError("cannot save a model whose head was never built; train it first")
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.model_body.save(str(directory))
+    # The body's own card would describe a feature-extraction model; the SetFit card replaces it.
+    model.model_body.save(str(directory), create_model_card=False)
     save_head(
         model.model_head,
         directory,
@@ -68,6 +71,7 @@ def save_model(model, save_directory: str, setfit_compatible: bool = False) -> N
         multi_target_strategy=model.multi_target_strategy,
         setfit_compatible=setfit_compatible,
     )
+    save_model_card(model, directory, setfit_compatible=setfit_compatible)
 
 
 def save_head(

@@ -21,6 +21,11 @@ its body as an ONNX graph (`setfit_core.model_io.onnx_export.write_onnx`: ``onnx
 entry of ``config_setfit.json``), in either layout: ``from_pretrained(uri, backend="onnx")`` and batch
 prediction with ``engine="onnx"`` load it, and the torch model loads from the same directory as before.
 
+Either way the directory's ``README.md`` is the SetFit model card (`setfit_core.model_io.model_card_render`),
+never the body's sentence-transformers card: written from the card data the run passes (`pipeline.card`:
+metrics, frozen-probe baseline, data hashes, hyperparameters) and what the directory holds (labels, head, ONNX
+graph, body reference).
+
 The manifest's ``metrics`` hold ``bytes`` (what the directory holds), ``body_ref`` (the referenced stage,
 or null when self-contained) and, when the run knows it, ``lineage`` (`setfit_core.pipeline.lineage`):
 the training setup the model belongs to, read by `artifacts gc --keep-last`. Metrics are not part of the
@@ -29,7 +34,9 @@ key, so the lineage never changes a model's key.
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,31 +44,59 @@ from setfit_core.artifacts import ArtifactStore
 from setfit_core.artifacts.manifest import MANIFEST_NAME
 from setfit_core.artifacts.stagedir import StageWriter
 from setfit_core.model_io.body_ref import BodyRef, write_body_ref
+from setfit_core.model_io.model_card import SetFitModelCardData
+from setfit_core.model_io.model_card_render import facts_of_directory, write_model_card
 from setfit_core.model_io.setfit_format import HEAD_FILES
 from setfit_core.pipeline.plan import StageSpec
 from setfit_core.pipeline.results import StageResult, find_or_compute, parent_dir
 
 
-def run_export(store: ArtifactStore, spec: StageSpec, lineage: dict[str, Any] | None = None) -> StageResult:
-    """`lineage` is recorded in the manifest of a model this call computes (a reused one keeps its own)."""
+def run_export(
+    store: ArtifactStore, spec: StageSpec, lineage: dict[str, Any] | None = None,
+    card_data: Callable[[], SetFitModelCardData] | None = None,
+) -> StageResult:
+    """`lineage` is recorded in the manifest of a model this call computes (a reused one keeps its own);
+    `card_data()` (called only then) gives its model card's content, an empty card without it."""
 
     def compute(writer: StageWriter) -> None:
-        if spec.config["self_contained"]:
-            copied = sum(copy_stage_files(parent_dir(store, spec, p), writer.dir) for p in ("body", "head")
-                         if p in spec.parents)
-            ref = None
+        ref = None if spec.config["self_contained"] else body_ref(spec)
+        if ref is None:
+            for parent in ("body", "head"):
+                if parent in spec.parents:
+                    copy_stage_files(parent_dir(store, spec, parent), writer.dir)
         else:
-            ref = body_ref(spec)
             only = None if ref.stage == "body" else HEAD_FILES  # an end-to-end head stage holds a body too
-            copied = copy_stage_files(parent_dir(store, spec, "head"), writer.dir, only)
-            copied += write_body_ref(writer.dir, ref).stat().st_size
+            copy_stage_files(parent_dir(store, spec, "head"), writer.dir, only)
+            write_body_ref(writer.dir, ref)
         if spec.config.get("onnx") is not None:
-            copied += export_graph(store, spec, writer.dir)
-        writer.metrics.update(bytes=copied, body_ref={"stage": ref.stage, "key": ref.key} if ref else None)
+            export_graph(store, spec, writer.dir)
+        write_card(store, spec, writer.dir, card_data() if card_data is not None else SetFitModelCardData())
+        size = sum(p.stat().st_size for p in writer.dir.rglob("*") if p.is_file())
+        writer.metrics.update(bytes=size, body_ref={"stage": ref.stage, "key": ref.key} if ref else None)
         if lineage is not None:
             writer.metrics["lineage"] = dict(lineage)
 
     return find_or_compute(store, spec, compute)
+
+
+def write_card(store: ArtifactStore, spec: StageSpec, directory: Path, data: SetFitModelCardData) -> None:
+    """``README.md``: the model card, replacing a copied body's sentence-transformers card. Of the body it reads
+    one small file (its max_seq_length), so a referenced body on S3 is not downloaded for it."""
+    ref = body_ref(spec)
+    # sentence-transformers < 6 saves max_seq_length in sentence_bert_config.json, 6 in the tokenizer's config.
+    found = [_json_value(store, ref, name, key) for name, key in (("sentence_bert_config.json", "max_seq_length"),
+                                                                  ("tokenizer_config.json", "model_max_length"))]
+    max_seq_length = next((n for n in found if isinstance(n, int) and n < 100_000), None)  # "none": a huge int
+    write_model_card(directory, data, facts_of_directory(directory, max_seq_length))
+
+
+def _json_value(store: ArtifactStore, ref: BodyRef, name: str, key: str) -> Any:
+    try:
+        with store.open_file(ref.stage, ref.key, name, "r") as fileobj:
+            value = json.load(fileobj)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return value.get(key) if isinstance(value, dict) else None
 
 
 def export_graph(store: ArtifactStore, spec: StageSpec, directory: Path) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.data_quality import DataWarning, raise_if_any
 from setfit_core.pipeline.body_stage import Checkpointing, run_body
+from setfit_core.pipeline.card import run_card_data
 from setfit_core.pipeline.data_io import dataset_label
 from setfit_core.pipeline.embeddings_stage import run_embeddings
 from setfit_core.pipeline.evaluation_stage import run_evaluation
@@ -115,7 +116,7 @@ class PipelineRun:
             return run_head(store, spec, data, device)
         if stage == "evaluation":
             return run_evaluation(store, spec, data, device, base_model=self.job.model)
-        return run_export(store, spec, lineage(self.job))
+        return run_export(store, spec, lineage(self.job), lambda: run_card_data(self.job, data, store, self.plan))
 
     def _body_checkpoints(self, key: str) -> Checkpointing | None:
         """The job's `save_strategy` (setfit's default: every 500 steps), into the store's checkpoint directory

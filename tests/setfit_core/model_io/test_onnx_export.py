@@ -71,6 +71,7 @@ def test_the_directory_is_a_whole_model_with_the_graph_and_its_entry(models, tmp
     assert entry["file"] == ONNX_FILES[None] and (out / entry["file"]).is_file()
     assert entry["quantize"] is None and entry["opset"] == onnx_export.DEFAULT_OPSET and entry["normalized"] is False
     assert set(entry["inputs"]) <= {"input_ids", "attention_mask", "token_type_ids"} and entry["dimension"] == 32
+    assert f"(`{entry['file']}`)" in (out / "README.md").read_text()  # the card says how to load the graph
     torch_again = SetFitModel.from_pretrained(str(out), device="cpu")  # still a torch model directory too
     assert list(torch_again.predict(TEXTS)) == list(models["sklearn"].predict(TEXTS))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp directory left

@@ -46,9 +46,12 @@ def test_the_model_stage_references_its_body_and_predicts_like_a_self_contained_
     assert contained["model"].status == "computed" and contained["body"].status == "reused"
 
     body_files = files(referencing["body"].uri) - {"manifest.json"}
-    assert files(referencing["model"].uri) == files(referencing["head"].uri) | {BODY_REF_FILE}
-    assert not body_files & files(referencing["model"].uri), "no body file, weights or config, in the model"
+    assert files(referencing["model"].uri) == files(referencing["head"].uri) | {BODY_REF_FILE, "README.md"}
+    # README.md: the model's own card in both layouts (a self-contained model's replaces the body's).
+    assert not body_files - {"README.md"} & files(referencing["model"].uri), "no body weights or config in the model"
     assert files(contained["model"].uri) == (body_files | files(referencing["head"].uri))
+    assert all("library_name: setfit" in (Path(r["model"].uri) / "README.md").read_text() for r in (referencing,
+                                                                                                    contained))
     ref = json.loads((Path(referencing["model"].uri) / BODY_REF_FILE).read_text())
     body_key = referencing["body"].key
     assert ref == {"format_version": 1, "stage": "body", "key": body_key, "path": f"../../body/{body_key}"}
@@ -68,7 +71,8 @@ def test_two_models_sharing_a_body_store_its_weights_once(make_job, tmp_path):
         weights = sha256_file(Path(results["body"].uri) / BODY_WEIGHTS)
         copies = [p for p in root.rglob(BODY_WEIGHTS) if sha256_file(p) == weights]
         assert len(copies) == (1 if name == "referencing" else 3), name
-    body_bytes = sum(entry.size for entry in results["body"].manifest.files)
+    # The body's README.md (its sentence-transformers card) is replaced by the model's card in either layout.
+    body_bytes = sum(entry.size for entry in results["body"].manifest.files if entry.path != "README.md")
     saved = root_size(roots["self_contained"]) - root_size(roots["referencing"])
     # Each self-contained model holds a copy of the body; each referencing one 1-2 KiB of head files instead.
     assert saved >= 2 * body_bytes - 2 * 1024, (saved, body_bytes)

@@ -38,6 +38,9 @@ def test_the_model_stage_holds_the_graph_and_is_reused(make_job, tiny_splits, tm
     assert (model_dir / ONNX_FILES["int8"]).as_posix().endswith(entry["file"])
     assert ONNX_FILES["int8"] in {f.path for f in first["model"].manifest.files}  # verified like every file
     assert {"onnx", "onnxruntime", "torch"} <= set(first["model"].manifest.versions)
+    card = (model_dir / "README.md").read_text(encoding="utf-8")  # the SetFit card, not a copied body's
+    assert "library_name: setfit" in card and "feature-extraction" not in card
+    assert f"(`{entry['file']}`)" in card and 'backend="onnx"' in card
     again = PipelineRun(job).run_all()
     assert {r.status for r in again.values()} == {"reused"} and again["model"].uri == first["model"].uri
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 
 from setfit_core import SetFitModel, Trainer
 from setfit_core.artifacts import ArtifactStore
@@ -69,12 +70,28 @@ def test_stage_outputs_have_the_documented_layout(make_job):
 
 
 def test_exported_model_loads_and_agrees_with_the_evaluation(make_job, tiny_splits):
-    results = run(make_job(test_data=tiny_splits["test"]))
+    run_ = PipelineRun(make_job(test_data=tiny_splits["test"], head_params={"C": 0.5}))
+    results = run_.run_all()
     model = SetFitModel.from_pretrained(results["model"].uri, device="cpu")
     assert model.labels == ["negative", "positive"]
     texts, labels = TINY_SPLITS["test"]["text"], TINY_SPLITS["test"]["label"]
     accuracy = float(np.mean([p == y for p, y in zip(model.predict(texts), labels, strict=True)]))
     assert accuracy == pytest.approx(results["evaluation"].manifest.metrics["test"]["accuracy"])
+
+    # Its model card (README.md) holds the run's metrics, frozen-probe baseline and data hashes.
+    card = (Path(results["model"].uri) / "README.md").read_text(encoding="utf-8")
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "setfit" and meta["pipeline_tag"] == "text-classification"
+    evaluation = results["evaluation"].manifest.metrics
+    index = {r["dataset"]["split"]: {m["type"]: m["value"] for m in r["metrics"]}
+             for r in meta["model-index"][0]["results"]}
+    assert index == {split: {k: evaluation[split][k] for k in ("accuracy", "macro_f1")} for split in ("eval", "test")}
+    assert "### Frozen-probe baseline" in card and "- head_params: {\"C\": 0.5}" in card
+    for split, digest in run_.data.hashes.items():
+        assert f"| {split} | {len(TINY_SPLITS[split]['text'])} | `{digest}` |" in card
+    assert "body_ref.json` points at `../../body/" in card and "| negative | <ul><li>'bad movie'" in card
+    assert "- **Maximum Sequence Length:** 64 tokens" in card  # read from the referenced body's files
+    assert "README.md" in {f.path for f in results["model"].manifest.files}  # verified like every file
 
 
 def test_seed_change_recomputes_the_body(make_job, tmp_path):
