@@ -44,6 +44,7 @@ _EXPORTS = {
     "get_templated_dataset": "setfit_core.data_helpers",
     "MLflowTracker": "setfit_core.training.trackers",
     "TensorBoardTracker": "setfit_core.training.trackers",
+    "BestRun": "setfit_core.training.hyperparameter_search",
 }
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "BatchHardSoftMarginTripletLoss",
     "BatchHardTripletLoss",
     "BatchSemiHardTripletLoss",
+    "BestRun",
     "ContrastiveLoss",
     "CosineSimilarityLoss",
     "DataQualityError",
@@ -112,5 +114,6 @@ if TYPE_CHECKING:
     from setfit_core.model_io.sklearn_head import UnsafeHeadError
     from setfit_core.modeling import SetFitModel
     from setfit_core.trainer import Trainer
+    from setfit_core.training.hyperparameter_search import BestRun
     from setfit_core.training.sampling import make_pairs
     from setfit_core.training.trackers import MLflowTracker, TensorBoardTracker

@@ -21,6 +21,7 @@ from setfit_core.modeling import SetFitModel, build_sklearn_head
 from setfit_core.probe import ProbeComparison, compare, probe_predictions
 from setfit_core.tokenization import max_length_of, warn_if_truncated
 from setfit_core.trackers import resolve_report_to
+from setfit_core.training import hyperparameter_search as hp_search
 from setfit_core.training.callbacks import CallbackHandler
 from setfit_core.training.classifier_phase import train_head
 from setfit_core.training.embedding_phase import BodyTrainingResult, ProgressFn, train_body
@@ -53,7 +54,7 @@ class Trainer:
         args: TrainingArguments | None = None,
         train_dataset: Any = None,
         eval_dataset: Any = None,
-        model_init: Callable[[], SetFitModel] | None = None,
+        model_init: Callable[..., SetFitModel] | None = None,
         metric: str | Callable = "accuracy",
         metric_kwargs: dict[str, Any] | None = None,
         callbacks: list | None = None,
@@ -71,10 +72,14 @@ class Trainer:
         With an `eval_dataset`, phase 1 first scores the frozen-probe baseline on it (the untouched body with
         the model's LogisticRegression head: `probe_metrics`), and `evaluate()` warns when the trained model
         scores below it (`probe_comparison`).
+
+        `model_init`: a function returning a fresh `SetFitModel`, taking no argument or one (a trial's
+        hyperparameters dict; None here), for `hyperparameter_search` and `apply_hyperparameters`.
         """
         if model is None and model_init is None:
             raise ValueError("Trainer needs a model: pass model=SetFitModel.from_pretrained(...) or model_init=")
-        self.model = model if model is not None else model_init()
+        self.model_init = model_init
+        self.model = model if model is not None else hp_search.call_model_init(model_init, None)
         if not isinstance(self.model, SetFitModel):
             raise TypeError(f"'model' must be a setfit_core.SetFitModel; got {type(self.model).__name__}")
         if self.model.backend != "torch":
@@ -185,13 +190,19 @@ class Trainer:
         return split
 
     # ---- training -------------------------------------------------------------------------------
-    def train(self, args: TrainingArguments | None = None, progress: ProgressFn | None = None, **kwargs: Any) -> None:
-        """Phase 1 (contrastive body training), then phase 2 (head); freezing is handled here."""
+    def train(self, args: TrainingArguments | None = None, progress: ProgressFn | None = None, trial: Any = None,
+              **kwargs: Any) -> None:
+        """Phase 1 (contrastive body training), then phase 2 (head); freezing is handled here.
+
+        `trial` (setfit's): a hyperparameters dict or an optuna trial (through the search's `hp_space`), applied
+        with `apply_hyperparameters` first, so the model is `model_init`'s fresh one for them."""
         if kwargs:
             raise TypeError(
                 f"Trainer.train() got unexpected arguments {sorted(kwargs)}; put them in TrainingArguments "
                 "and pass args=TrainingArguments(...)"
             )
+        if trial:
+            self.apply_hyperparameters(hp_search.trial_params(self, trial))
         args = args or self.args
         try:
             self.train_embeddings(args, progress)
@@ -252,6 +263,34 @@ class Trainer:
         encode = lambda texts: self.model.encode(texts, batch_size=64, show_progress_bar=False, as_numpy=True)  # noqa: E731
         predicted = probe_predictions(encode, probe_head, split.texts, split.ids, {"eval": eval_split.texts})
         return compute_metric(self.metric, predicted["eval"], eval_split.ids, self.metric_kwargs)
+
+    # ---- hyperparameter search, as setfit's Trainer (training/hyperparameter_search.py) ------------
+    def hyperparameter_search(
+        self,
+        hp_space: Callable[[Any], dict[str, Any]] | None = None,
+        compute_objective: Callable[[dict[str, float]], float] | None = None,
+        n_trials: int = 10,
+        direction: str = "maximize",
+        backend: str | None = "optuna",
+        hp_name: Callable[[Any], str] | None = None,
+        **kwargs: Any,
+    ) -> hp_search.BestRun:
+        """Search hyperparameters with optuna: each trial applies `hp_space(trial)` (default: setfit's space)
+        with `apply_hyperparameters`, trains, and scores `compute_objective(trainer.evaluate())` (default: the
+        sum of the metrics). Needs `model_init` and an `eval_dataset`; `kwargs` go to `optuna.create_study`
+        (`sampler=`, `storage=`, ...), besides `timeout`. `hp_name(trial)` names each trial's run (`run_name`).
+
+        Unlike setfit, a trial whose phase-1 configuration and starting body were trained before (one that
+        changes only head parameters) reuses that trained body and its embeddings instead of retraining.
+        Returns `BestRun(run_id, objective, hyperparameters, backend=<the optuna study>)`; `trainer.args` are
+        as before the search, `trainer.model` the last trial's."""
+        return hp_search.hyperparameter_search(self, hp_space, compute_objective, n_trials, direction, backend,
+                                               hp_name, **kwargs)
+
+    def apply_hyperparameters(self, params: dict[str, Any], final_model: bool = False) -> None:
+        """setfit's: the `TrainingArguments` fields among `params` update `self.args`, and `model_init(params)`
+        builds `self.model`; `final_model=True` then drops `model_init`, for a last `train()` on the best run."""
+        hp_search.apply_hyperparameters(self, params, final_model)
 
     # ---- setfit's deprecated shims -------------------------------------------------------------
     def freeze(self, component: str | None = None) -> None:

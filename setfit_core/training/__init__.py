@@ -6,4 +6,5 @@ head). How a step is computed fast is `setfit_core.engine`'s business; the losse
 - embedding_phase.py: `train_body`, the phase-1 loop.
 - embedding_eval.py: evaluation, logging and checkpoints during phase 1.
 - classifier_phase.py: fitting the scikit-learn or differentiable head, optionally end to end.
+- hyperparameter_search.py: `Trainer.hyperparameter_search` (optuna), each trained body reused across trials.
 """
