@@ -27,6 +27,7 @@ batched differently per device (`benchmarks/predict_probe.py`):
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
@@ -89,10 +90,10 @@ def resolve_batch_size(batch_size: int | None, device: torch.device, cpu_default
     """`batch_size`, or when None the default for `device`: `GPU_BATCH_SIZE` on a GPU, `cpu_default` elsewhere."""
     if batch_size is None:
         return GPU_BATCH_SIZE if device.type == "cuda" else cpu_default
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1 (or None: {GPU_BATCH_SIZE} on a GPU, {cpu_default} on a "
                          f"CPU); got {batch_size!r}")
-    return batch_size
+    return int(batch_size)
 
 
 def token_counts(body, texts: list[str]) -> np.ndarray:
