@@ -1,10 +1,11 @@
 """compare_setfit.py --predict: orchestration and the table (workers: _predict_workers.py).
 
 One model is trained (setfit_core, setfit's default recipe, the first of --datasets / --shots / --seeds) and
-saved for every variant; then each variant predicts the whole test split in a fresh process, --repeats times,
-the order alternating (ABCD, DCBA, ...). Reported: median texts/s, its ratio to setfit 1.2.0's, accuracy,
-agreement with setfit_core's torch predictions, and the goals (`PREDICT_GOALS`). Then the streaming check:
-`predict_to_parquet` over synthetic Parquet files of --stream-rows rows, peak RSS per size.
+saved for every variant; then each variant (`PREDICT_VARIANTS` of --device) predicts the whole test split
+(--predict-repeat-texts copies of it) in a fresh process, --repeats times, the order alternating (ABCD, DCBA,
+...). Reported: median texts/s, its ratio to setfit 1.2.0's, accuracy, agreement with setfit_core's float32
+torch predictions, and the goals (`PREDICT_GOALS`). Then, on the CPU, the streaming check: `predict_to_parquet`
+over synthetic Parquet files of --stream-rows rows, peak RSS per size.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ def run_predict(args, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = out / "models"
     common = {**base_spec(args), "dataset": args.datasets[0], "shots": args.shots[0], "seed": args.seeds[0],
-              "work": str(work)}
+              "work": str(work), "repeat_texts": args.predict_repeat_texts}
     print(f"training one model on {common['dataset']} {common['shots']}-shot, seed {common['seed']}", flush=True)
     if compare_setfit.spawn({**common, "kind": "predict-prepare"}, out, "predict-prepare") is None:
         return 1
-    variants = [v for v in PREDICT_VARIANTS if v != "setfit" or "setfit" in args.libraries]
+    variants = [v for v in PREDICT_VARIANTS[args.device] if not v.startswith("setfit") or "setfit" in args.libraries]
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for repeat in range(args.repeats):
         for variant in variants if repeat % 2 == 0 else variants[::-1]:
@@ -39,8 +40,10 @@ def run_predict(args, out: Path) -> int:
             runs[variant].append(result)
             print(f"  {variant} #{repeat}: {result['predict_texts_per_s']:.0f} texts/s, acc {result['accuracy']:.4f}, "
                   f"host probe {result['host_probe_start_ms']:.0f}/{result['host_probe_end_ms']:.0f} ms", flush=True)
-    rows = predict_rows(runs)
-    streams = [stream_row(common, out, rows_) for rows_ in args.stream_rows if rows_ > 0]
+    rows = predict_rows(runs, PREDICT_GOALS[args.device])
+    if args.device != "cpu" and any(args.stream_rows):
+        print("--stream-rows: the streaming check runs the ONNX int8 model, on the CPU only; skipped on", args.device)
+    streams = [stream_row(common, out, rows_) for rows_ in args.stream_rows if rows_ > 0 and args.device == "cpu"]
     if any(s is None for s in streams):
         return 1
     table = predict_table(rows, streams, args)
@@ -53,7 +56,7 @@ def run_predict(args, out: Path) -> int:
     return 0
 
 
-def predict_rows(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def predict_rows(runs: dict[str, list[dict[str, Any]]], goals: dict[str, float]) -> list[dict[str, Any]]:
     base = runs.get("setfit") or runs["torch"]
     base_rate = statistics.median(r["predict_texts_per_s"] for r in base)
     reference = runs["torch"][0]["predictions"]
@@ -67,8 +70,11 @@ def predict_rows(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
             "agreement_with_torch": float((results[0]["predictions"] == reference).mean()),
             "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in results),
             "host_probe_ms": statistics.median(r["host_probe_start_ms"] for r in results),
-            "goal": PREDICT_GOALS.get(variant), "threads": results[0]["torch_threads"],
+            "goal": goals.get(variant), "threads": results[0]["torch_threads"],
             "cpu_model": results[0]["cpu_model"], "versions": results[0]["versions"],
+            "device": results[0].get("device"), "device_name": results[0].get("device_name"),
+            "texts": results[0].get("num_test"), "batch_size": results[0].get("batch_size"),
+            "peak_gpu_mib": results[0].get("peak_gpu_mib"),
         })
     return rows
 
@@ -85,14 +91,19 @@ def stream_row(common: dict[str, Any], out: Path, rows: int) -> dict[str, Any] |
 
 
 def predict_table(rows: list[dict[str, Any]], streams: list[dict[str, Any]], args) -> str:
-    lines = [f"Prediction, {args.datasets[0]} test split, {rows[0]['threads']} threads, {rows[0]['cpu_model']}; "
+    copies = f" ×{args.predict_repeat_texts}" if args.predict_repeat_texts > 1 else ""
+    where = f"{rows[0]['threads']} threads, {rows[0]['cpu_model']}"
+    if args.device != "cpu":
+        where = f"{rows[0]['device_name']} (host: {where})"
+    lines = [f"Prediction, {args.datasets[0]} test split{copies} ({rows[0]['texts'] or '?'} texts), {where}; "
              f"median of {args.repeats} fresh processes (min-max).", "",
-             "| variant | texts/s | × setfit 1.2.0 | goal | accuracy | agreement with torch | peak RSS MiB |",
-             "|---|---|---|---|---|---|---|"]
+             "| variant | batch | texts/s | × setfit 1.2.0 | goal | accuracy | agreement with torch | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         goal = "–" if r["goal"] is None else f"≥ {r['goal']}× ({'met' if r['vs_setfit'] >= r['goal'] else 'NOT met'})"
         spread = f"{r['texts_per_s_min']:.0f}–{r['texts_per_s_max']:.0f}"
-        lines.append(f"| {r['variant']} | {r['texts_per_s']:.0f} ({spread}) | {r['vs_setfit']:.2f}× | {goal} "
+        batch = r["batch_size"] or "default"
+        lines.append(f"| {r['variant']} | {batch} | {r['texts_per_s']:.0f} ({spread}) | {r['vs_setfit']:.2f}× | {goal} "
                      f"| {r['accuracy']:.4f} | {r['agreement_with_torch']:.4f} | {r['peak_rss_mib']:.0f} |")
     if streams:
         lines += ["", "| streamed predict_to_parquet (onnx int8) | rows | texts/s | peak RSS MiB |",

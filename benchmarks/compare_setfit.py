@@ -7,6 +7,7 @@ on the same few-shot samples and model.
     python benchmarks/compare_setfit.py --pairs-memory                                         # 2x8 vs 5x64 RSS
     python benchmarks/compare_setfit.py --pairs-memory --gradient-checkpointing                # the same, checkpointed
     python benchmarks/compare_setfit.py --predict --threads 2                  # predict texts/s, torch vs ONNX
+    python benchmarks/compare_setfit.py --predict --device cuda --predict-repeat-texts 12  # GPU: fp32 vs fp16/bf16
 
 Every (library, dataset, shots, seed) run is a fresh subprocess (`--worker '<json spec>'`), so its peak RSS
 and CUDA peak are its own. See benchmarks/README.md.
@@ -42,9 +43,11 @@ WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_O
 # --pairs-memory: (name, classes, shots). 5x64 with oversampling is the pair explosion (81,920 pairs uncapped).
 PAIRS_DATASET, PAIRS_CASES = "sst5", (("2x8", 2, 8), ("5x64", 5, 64))
 PAIRS_RSS_TARGET = 1.10
-# --predict: each variant's texts/s over setfit 1.2.0's must reach these (2 CPU threads, sst2 test split).
-PREDICT_VARIANTS = ("setfit", "torch", "onnx_fp32", "onnx_int8")
-PREDICT_GOALS = {"onnx_fp32": 1.5, "onnx_int8": 2.5}
+# --predict, per --device: the variants, and the ratio of texts/s over setfit 1.2.0's `predict` each must reach
+# (CPU: 2 threads; GPU: setfit at its default batch of 32). ONNX runs on the CPU only (onnxruntime's CPU build).
+PREDICT_VARIANTS = {"cpu": ("setfit", "torch", "onnx_fp32", "onnx_int8"),
+                    "cuda": ("setfit", "setfit_b256", "torch", "torch_fp16", "torch_bf16")}
+PREDICT_GOALS = {"cpu": {"onnx_fp32": 1.5, "onnx_int8": 2.5}, "cuda": {"torch_fp16": 2.0, "torch_bf16": 2.0}}
 
 
 def _csv(kind: type) -> Any:
@@ -89,14 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prediction texts/s: setfit 1.2.0 vs setfit_core torch vs ONNX fp32 vs int8, one trained model "
                    "(the first of --datasets/--shots/--seeds), plus the peak RSS of streaming --stream-rows rows")
     p.add_argument("--repeats", type=int, default=3, help="--predict: runs per variant, the variants alternating")
+    p.add_argument("--predict-repeat-texts", type=int, default=1, metavar="K",
+                   help="--predict: predict K copies of the test split in one call (a GPU needs tens of thousands "
+                   "of texts for a steady rate); the warm-up before it stays untimed")
     p.add_argument("--stream-rows", type=_csv(int), default=[100_000, 1_000_000],
-                   help="--predict: synthetic Parquet sizes for the streaming peak-RSS check (0: skip)")
+                   help="--predict: synthetic Parquet sizes for the streaming peak-RSS check (0: skip; CPU only)")
     p.add_argument("--worker", metavar="SPEC_JSON", help=argparse.SUPPRESS)  # internal: one run
     return p
 
 
 def check_args(args: argparse.Namespace) -> None:
-    for name in ("threads", "test_rows", "pairs_max_steps"):
+    for name in ("threads", "test_rows", "pairs_max_steps", "predict_repeat_texts"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise SystemExit(f"--{name.replace('_', '-')} must be a positive int; got {value!r}")

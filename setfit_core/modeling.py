@@ -14,7 +14,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 
 from setfit_core.differentiable_head import SetFitHead
-from setfit_core.engine.inference import embed
+from setfit_core.engine.inference import autocast_dtype, check_inference_dtype, embed, resolve_batch_size
 from setfit_core.engine.onnx_body import OnnxBody
 from setfit_core.model_io.body_loading import (
     default_device,
@@ -34,6 +34,8 @@ from setfit_core.model_io.onnx_format import check_backend
 logger = logging.getLogger(__name__)
 
 MULTI_TARGET_STRATEGIES = ("one-vs-rest", "multi-output", "classifier-chain")
+# encode / predict batch size when none is given: setfit's 32 on a CPU (a GPU takes GPU_BATCH_SIZE).
+DEFAULT_BATCH_SIZE = 32
 
 
 def build_sklearn_head(head_params: dict[str, Any], multi_target_strategy: str | None):
@@ -84,6 +86,10 @@ class SetFitModel:
 
     A new differentiable head is created at training time with one output per class (`out_features` in
     `head_params`, if given, must match the class count).
+
+    `inference_dtype` (None: float32; "float16", "bfloat16", or "auto": bfloat16 on a GPU that has it, float16
+    on an older GPU, float32 on a CPU) is the precision `encode`, `predict` and `predict_proba` run the body at;
+    half precision runs on a CUDA device only. It is not saved with the model.
     """
 
     def __init__(
@@ -96,6 +102,7 @@ class SetFitModel:
         use_differentiable_head: bool | None = None,
         head_params: dict[str, Any] | None = None,
         model_card_data: SetFitModelCardData | None = None,
+        inference_dtype: str | None = None,
     ) -> None:
         differentiable = (isinstance(model_head, SetFitHead) if use_differentiable_head is None
                           else use_differentiable_head)
@@ -114,6 +121,7 @@ class SetFitModel:
         # A new differentiable head is built at the start of phase 2, after seeding, so its initial
         # weights follow TrainingArguments.seed like every other random choice.
         self.model_head = model_head
+        self.inference_dtype = inference_dtype
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -137,6 +145,7 @@ class SetFitModel:
         trust_remote_code: bool = False,
         backend: str = "torch",
         model_card_data: SetFitModelCardData | None = None,
+        inference_dtype: str | None = None,
     ) -> SetFitModel:
         """Load a saved SetFit model, or start a new one from a sentence-transformers body.
 
@@ -158,12 +167,16 @@ class SetFitModel:
         `model_card_data` (a `SetFitModelCardData`): what the model card `save_pretrained` writes says (language,
         license, model_id, dataset, ...). Without it, a saved SetFit card's fields are kept; the base model is
         filled in when known (`setfit_core.model_io.model_card`).
+        `inference_dtype` ("float16", "bfloat16", "auto"; None: float32) runs prediction in half precision
+        on a CUDA device: a faster GPU path whose predictions can differ from float32's on a few borderline
+        texts. On a CPU or the ONNX backend "float16" / "bfloat16" are an error and "auto" is float32.
         """
         from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
         from setfit_core.model_io.sklearn_head import UnsafeHeadError
 
         _check_strategy(multi_target_strategy, use_differentiable_head)
         check_backend(backend)
+        check_inference_dtype(inference_dtype)
         location = locate_model(
             model_id if model_id is not None else default_model_path(),
             revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token,
@@ -191,7 +204,7 @@ class SetFitModel:
         if head is not None:
             use_differentiable_head = isinstance(head, SetFitHead)
         card_data = card_data_for_loaded_model(model_card_data, model_id, location)
-        return cls(
+        model = cls(
             body,
             head,
             multi_target_strategy=multi_target_strategy,
@@ -200,7 +213,10 @@ class SetFitModel:
             use_differentiable_head=use_differentiable_head,
             head_params=head_params,
             model_card_data=card_data,
+            inference_dtype=inference_dtype,
         )
+        autocast_dtype(inference_dtype, model.device, model.backend)  # half precision on a CPU: refused now
+        return model
 
     def new_differentiable_head(self, num_classes: int) -> SetFitHead:
         return build_differentiable_head(
@@ -224,6 +240,15 @@ class SetFitModel:
     @property
     def device(self) -> torch.device:
         return self.model_body.device
+
+    @property
+    def inference_dtype(self) -> str | None:
+        """Precision of the body at prediction: None (float32), "float16", "bfloat16" or "auto" (CUDA only)."""
+        return self._inference_dtype
+
+    @inference_dtype.setter
+    def inference_dtype(self, value: str | None) -> None:
+        self._inference_dtype = check_inference_dtype(value)
 
     @property
     def multi_label(self) -> bool:
@@ -328,18 +353,21 @@ class SetFitModel:
     def encode(
         self,
         inputs: list[str] | str,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         show_progress_bar: bool | None = None,
         as_numpy: bool | None = None,
     ) -> np.ndarray | torch.Tensor:
-        """Sentence embeddings (normalised when `normalize_embeddings`).
+        """Sentence embeddings (normalised when `normalize_embeddings`), float32 at any `inference_dtype`.
 
         As in setfit, a torch tensor (on the model's device) for a model with a differentiable head, else a
-        numpy array; `as_numpy` (not in setfit) asks for one or the other."""
+        numpy array; `as_numpy` (not in setfit) asks for one or the other. `batch_size` None: 32 texts on a
+        CPU (setfit's default), 256 on a GPU."""
         single = isinstance(inputs, str)
         texts = [inputs] if single else list(inputs)
         if as_numpy is None:
             as_numpy = not self.has_differentiable_head
+        batch_size = resolve_batch_size(batch_size, self.device, DEFAULT_BATCH_SIZE)
+        dtype = autocast_dtype(self.inference_dtype, self.device, self.backend)
         self.model_body.eval()
         if isinstance(self.model_body, OnnxBody):
             embeddings = torch.from_numpy(self.model_body.embed(texts, batch_size, bool(show_progress_bar)))
@@ -347,11 +375,11 @@ class SetFitModel:
                 embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)
         else:
             embeddings = embed(self.model_body, texts, batch_size, self.normalize_embeddings,
-                               bool(show_progress_bar))
+                               bool(show_progress_bar), dtype=dtype)
         out = embeddings.cpu().numpy() if as_numpy else embeddings
         return out[0] if single else out
 
-    def _head_outputs(self, inputs: list[str], batch_size: int, show_progress_bar: bool | None, proba: bool):
+    def _head_outputs(self, inputs: list[str], batch_size: int | None, show_progress_bar: bool | None, proba: bool):
         if self.model_head is None:
             raise RuntimeError("this model has no trained head yet; train it with setfit_core.Trainer first")
         if isinstance(self.model_head, SetFitHead):
@@ -367,7 +395,7 @@ class SetFitModel:
         return np.asarray(self.model_head.predict(embeddings))
 
     def predict_proba(
-        self, inputs: list[str] | str, batch_size: int = 32, as_numpy: bool = False,
+        self, inputs: list[str] | str, batch_size: int | None = None, as_numpy: bool = False,
         show_progress_bar: bool | None = None,
     ) -> np.ndarray | torch.Tensor:
         single = isinstance(inputs, str)
@@ -378,7 +406,7 @@ class SetFitModel:
     def predict(
         self,
         inputs: list[str] | str,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         as_numpy: bool = False,
         use_labels: bool = True,
         show_progress_bar: bool | None = None,

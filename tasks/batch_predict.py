@@ -17,12 +17,13 @@ def predict_task(
     input_data: str,
     output_data: str,
     text_column: str = "text",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     storage_options: dict[str, Any] | None = None,
     engine: str = "torch",
+    inference_dtype: str | None = None,
 ) -> dict[str, Any]:
     result = predict_to_parquet(model, input_data, output_data, text_column=text_column, batch_size=batch_size,
-                                storage_options=storage_options, engine=engine)
+                                storage_options=storage_options, engine=engine, inference_dtype=inference_dtype)
     output = result["output_data"]  # a directory given as output_data holds predictions.parquet
     run_logger().info("predicted %d rows in %.2f s (%s) -> %s", result["rows"], result["seconds"], engine, output)
     if in_run():

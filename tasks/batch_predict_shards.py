@@ -43,12 +43,13 @@ def predict_shard_task(
     input_data: str,
     shard: dict[str, Any],
     text_column: str = "text",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     storage_options: dict[str, Any] | None = None,
     engine: str = "torch",
+    inference_dtype: str | None = None,
 ) -> dict[str, Any]:
     result = predict_shard(model, input_data, shard["part"], tuple(shard["batches"]), text_column, batch_size,
-                           storage_options=storage_options, engine=engine)
+                           storage_options=storage_options, engine=engine, inference_dtype=inference_dtype)
     run_logger().info("shard %d: %d rows in %.2f s", shard["index"], result["rows"], result["seconds"])
     return {**result, "index": shard["index"]}
 

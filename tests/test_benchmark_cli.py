@@ -136,6 +136,62 @@ def test_predict_alternates_variants_and_judges_the_onnx_goals(compare_setfit, t
                      "predict-onnx_int8-0", "predict-onnx_int8-1", "predict-onnx_fp32-1", "predict-torch-1",
                      "predict-setfit-1", "stream-1000"]
     table = (tmp_path / "out" / "predict.md").read_text()
-    assert "| onnx_int8 | 240 (240–240) | 2.40× | ≥ 2.5× (NOT met) | 0.8000 | 0.7500 | 900 |" in table
-    assert "| onnx_fp32 | 160 (160–160) | 1.60× | ≥ 1.5× (met) |" in table
+    assert "| onnx_int8 | default | 240 (240–240) | 2.40× | ≥ 2.5× (NOT met) | 0.8000 | 0.7500 | 900 |" in table
+    assert "| onnx_fp32 | default | 160 (160–160) | 1.60× | ≥ 1.5× (met) |" in table
     assert "| synthetic Parquet | 1,000 | 300 | 700 |" in table
+
+
+def test_predict_on_a_gpu_runs_the_half_precision_variants_on_repeated_texts(compare_setfit, tmp_path, monkeypatch):
+    """--predict --device cuda: setfit at its default batch and at 256, setfit_core in float32, float16 and
+    bfloat16; K copies of the test split in every run; the 2x goals; no ONNX, no streaming rows."""
+    import numpy as np
+
+    rates = {"setfit": 4000.0, "setfit_b256": 7000.0, "torch": 7600.0, "torch_fp16": 9000.0, "torch_bf16": 8400.0}
+    batches = {"setfit": 32, "setfit_b256": 256, "torch": None, "torch_fp16": None, "torch_bf16": None}
+    specs: list[dict] = []
+
+    def spawn(spec, out, name):
+        specs.append({**spec, "name": name})
+        base = {"peak_rss_mib": 1900.0, "host_probe_start_ms": 50.0, "host_probe_end_ms": 50.0, "torch_threads": 16,
+                "cpu_model": "host cpu", "versions": {}, "device": "cuda", "device_name": "NVIDIA H200"}
+        if spec["kind"] == "predict":
+            (out / "runs").mkdir(parents=True, exist_ok=True)
+            np.save(out / "runs" / f"{name}.npy", np.array([0, 1, 1, 0 if spec["variant"] == "torch_bf16" else 1]))
+            return {**base, "predict_texts_per_s": rates[spec["variant"]], "accuracy": 0.8, "macro_f1": 0.8,
+                    "num_test": 1821 * spec["repeat_texts"], "batch_size": batches[spec["variant"]]}
+        return base
+
+    monkeypatch.setattr(compare_setfit, "spawn", spawn)
+    sys.modules.pop("_predict_report", None)
+    args = compare_setfit.build_parser().parse_args(["--predict", "--device", "cuda", "--datasets", "sst2",
+                                                     "--repeats", "1", "--predict-repeat-texts", "12"])
+    import _predict_report
+
+    assert _predict_report.run_predict(args, tmp_path / "out") == 0
+    assert [s["name"] for s in specs] == ["predict-prepare", "predict-setfit-0", "predict-setfit_b256-0",
+                                          "predict-torch-0", "predict-torch_fp16-0", "predict-torch_bf16-0"]
+    assert {s["repeat_texts"] for s in specs} == {12} and {s["device"] for s in specs} == {"cuda"}
+    table = (tmp_path / "out" / "predict.md").read_text()
+    assert table.startswith("Prediction, sst2 test split ×12 (21852 texts), NVIDIA H200 (host: 16 threads, host cpu)")
+    assert "| setfit | 32 | 4000 (4000–4000) | 1.00× | – |" in table
+    assert "| torch_fp16 | default | 9000 (9000–9000) | 2.25× | ≥ 2.0× (met) | 0.8000 | 1.0000 |" in table
+    assert "| torch_bf16 | default | 8400 (8400–8400) | 2.10× | ≥ 2.0× (met) | 0.8000 | 0.7500 |" in table
+    assert "onnx" not in table and "synthetic Parquet" not in table
+
+
+def test_predict_repeat_texts_must_be_positive(compare_setfit, tmp_path):
+    args = compare_setfit.build_parser().parse_args(["--predict", "--data-root", str(tmp_path),
+                                                     "--predict-repeat-texts", "0", "--libraries", "setfit_core"])
+    with pytest.raises(SystemExit, match=r"--predict-repeat-texts must be a positive int; got 0"):
+        compare_setfit.check_args(args)
+
+
+def test_predict_batch_sizes_per_device(compare_setfit):
+    """On a CPU every variant predicts in batches of 64 (as earlier rows); on a GPU setfit at its default 32 and at
+    256, setfit_core at its own default (None: 256 there)."""
+    import _predict_workers
+
+    assert {_predict_workers.predict_batch_size(v, "cpu") for v in compare_setfit.PREDICT_VARIANTS["cpu"]} == {64}
+    cuda = {v: _predict_workers.predict_batch_size(v, "cuda") for v in compare_setfit.PREDICT_VARIANTS["cuda"]}
+    assert cuda == {"setfit": 32, "setfit_b256": 256, "torch": None, "torch_fp16": None, "torch_bf16": None}
+    assert _predict_workers.VARIANTS["torch_bf16"][1] == "bfloat16"

@@ -6,6 +6,8 @@ input is streamed one batch at a time; rows are written as one row group per bat
 
 ``engine="onnx"`` predicts with the model's ONNX export (`SetFitModel.export_onnx`, or a pipeline model
 trained with ``export_onnx``) through onnxruntime; ``"torch"`` (the default) with its torch body.
+On a GPU, ``inference_dtype`` ("float16", "bfloat16", "auto") runs the torch body in half precision, and
+``batch_size=None`` (the default) is 256 texts a batch there, `CPU_BATCH_SIZE` on a CPU.
 
 The output is one Parquet file. An output that names a directory (an existing local directory, an S3
 prefix with objects under it, or any URI ending in "/") gets `PREDICTIONS_FILE` inside it
@@ -32,6 +34,7 @@ import pyarrow.parquet as pq
 
 from setfit_core.artifacts import ArtifactStore
 from setfit_core.artifacts.s3 import explained
+from setfit_core.engine.inference import check_inference_dtype, resolve_batch_size
 from setfit_core.model_io.body_loading import resolve_model_location
 from setfit_core.model_io.body_ref import read_body_ref
 from setfit_core.modeling import SetFitModel
@@ -45,6 +48,8 @@ _ANY_STAGE_URI = re.compile(r"^(?P<root>.+)/(?P<stage>pairs|body|embeddings|head
 # The file written inside an output that names a directory.
 PREDICTIONS_FILE = "predictions.parquet"
 ENGINES = ("torch", "onnx")
+# Texts per encoding batch on a CPU when no batch_size is given (a GPU takes GPU_BATCH_SIZE).
+CPU_BATCH_SIZE = 64
 
 
 def check_engine(engine: Any) -> str:
@@ -207,30 +212,36 @@ def predict_to_parquet(
     input_data: str,
     output_data: str,
     text_column: str = "text",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     rows_per_group: int = 4096,
     storage_options: Mapping[str, Any] | None = None,
     progress: ProgressFn | None = None,
     device: str | None = None,
     engine: str = "torch",
+    inference_dtype: str | None = None,
 ) -> dict[str, Any]:
     """Predict every text of `input_data` with `model`; returns rows, seconds, the engine and the output file's
     URI (`resolve_output`: a directory gets `PREDICTIONS_FILE` inside it)."""
     started = time.perf_counter()
     check_engine(engine)
+    check_inference_dtype(inference_dtype)
     output_data = resolve_output(output_data, storage_options)
     with fetch_model(model, storage_options) as location:
-        loaded = load_predictor(model, location, device, engine)
+        loaded = load_predictor(model, location, device, engine, inference_dtype)
+        batch_size = resolve_batch_size(batch_size, loaded.device, CPU_BATCH_SIZE)
         fs, path = url_to_fs(output_data, storage_options)
         rows = _write_predictions(loaded, iter_texts(input_data, text_column, rows_per_group, storage_options),
                                   fs, path, batch_size, input_data, progress)
     return {"output_data": output_data, "rows": rows, "seconds": time.perf_counter() - started, "engine": engine}
 
 
-def load_predictor(model: str, location: str, device: str | None, engine: str = "torch") -> SetFitModel:
-    """The model at `location` (fetched from `model`) on `engine`, checked to be one batch prediction supports."""
+def load_predictor(model: str, location: str, device: str | None, engine: str = "torch",
+                   inference_dtype: str | None = None) -> SetFitModel:
+    """The model at `location` (fetched from `model`) on `engine`, checked to be one batch prediction supports;
+    half precision (`inference_dtype`) on a CPU is an error here, before any row is read."""
     try:
-        loaded = SetFitModel.from_pretrained(location, device=device, backend=check_engine(engine))
+        loaded = SetFitModel.from_pretrained(location, device=device, backend=check_engine(engine),
+                                             inference_dtype=inference_dtype)
     except ValueError as exc:
         if engine != "onnx" or "has no ONNX export" not in str(exc):
             raise

@@ -20,8 +20,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from setfit_core.engine.inference import check_inference_dtype, resolve_batch_size
 from setfit_core.modeling import SetFitModel
 from setfit_core.pipeline.batch_predict import (
+    CPU_BATCH_SIZE,
     check_column,
     check_engine,
     check_texts,
@@ -75,17 +77,20 @@ def predict_shard(
     uri: str,
     batches: tuple[int, int],
     text_column: str = "text",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     rows_per_group: int = 4096,
     storage_options: Mapping[str, Any] | None = None,
     device: str | None = None,
     engine: str = "torch",
+    inference_dtype: str | None = None,
 ) -> dict[str, Any]:
     """Predict input batches ``[start, stop)`` (of `rows_per_group` rows each) into the part at `uri`."""
     started = time.perf_counter()
     check_engine(engine)
+    check_inference_dtype(inference_dtype)
     with fetch_model(model, storage_options) as location:
-        loaded = load_predictor(model, location, device, engine)
+        loaded = load_predictor(model, location, device, engine, inference_dtype)
+        batch_size = resolve_batch_size(batch_size, loaded.device, CPU_BATCH_SIZE)
         texts = iter_texts(input_data, text_column, rows_per_group, storage_options)
         tables = _shard_tables(loaded, texts, batches, batch_size, input_data)
         rows = write_part(uri, tables, storage_options)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -25,6 +27,18 @@ from setfit_core.training.callbacks import CallbackHandler, PhaseEvents
 logger = logging.getLogger(__name__)
 
 
+@contextmanager
+def full_precision(model) -> Iterator[None]:
+    """The head is fitted on float32 embeddings even when the model predicts in half precision
+    (`inference_dtype`): that setting is for serving, and the head's fit must not depend on it."""
+    saved = model.inference_dtype
+    model.inference_dtype = None
+    try:
+        yield
+    finally:
+        model.inference_dtype = saved
+
+
 def train_head(model, texts: list[str], y: np.ndarray, num_classes: int, args: TrainingArguments,
                callbacks: CallbackHandler | None = None):
     """Phase 2 on `model` (a `SetFitModel`): fit its head on `texts` with head-index labels `y`.
@@ -34,7 +48,8 @@ def train_head(model, texts: list[str], y: np.ndarray, num_classes: int, args: T
     come here. A differentiable head's epochs fire `callbacks`' train, epoch and log events (a scikit-learn
     head's single `fit` has none to fire); the phase's `TrainerState` is returned, None without callbacks."""
     if not model.has_differentiable_head:
-        embeddings = model.encode(texts, batch_size=64, show_progress_bar=args.show_progress_bar, as_numpy=True)
+        with full_precision(model):
+            embeddings = model.encode(texts, batch_size=64, show_progress_bar=args.show_progress_bar, as_numpy=True)
         fit_sklearn_head(model.model_head, embeddings, y)
         return None
     if model.model_head is None:
@@ -51,7 +66,9 @@ def train_head(model, texts: list[str], y: np.ndarray, num_classes: int, args: T
         fit_end_to_end(model, texts, y, args, events)
     else:
         model.freeze("body")
-        embeddings = model.encode(texts, batch_size=64, show_progress_bar=args.show_progress_bar, as_numpy=False)
+        with full_precision(model):
+            embeddings = model.encode(texts, batch_size=64, show_progress_bar=args.show_progress_bar,
+                                      as_numpy=False)
         fit_differentiable_head(model.model_head, embeddings, y, args, events)
         model.unfreeze("body")
     return events.state if events is not None else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
+from setfit_pipeline.flows.cli import main
 from setfit_pipeline.flows.predict import predict_flow
 from setfit_pipeline.flows.train import train_pipeline
 
@@ -81,3 +83,78 @@ def test_engine_onnx_without_an_export_fails_before_reading_rows(tiny_model_dir,
     with pytest.raises(ParameterTypeError, match=r"engine: Input should be 'torch' or 'onnx'"):  # the Literal type
         predict_flow(trained["model_uri"], tiny_splits["test"], str(tmp_path / "p.parquet"), engine="gpu")
     assert not (tmp_path / "p.parquet").exists()
+
+
+# ---- inference_dtype: through the flow, the tasks and the CLI -----------------------------------------------
+
+
+@pytest.fixture
+def saved_model(tiny_model_dir, tmp_path) -> str:
+    """A saved model with a LogisticRegression head fitted on the tiny train split (no training flow: fast)."""
+    model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
+    model.fit(TINY_SPLITS["train"]["text"], TINY_SPLITS["train"]["label"], num_epochs=1, show_progress_bar=False)
+    model.save_pretrained(str(tmp_path / "model"))
+    return str(tmp_path / "model")
+
+
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the model loads on the GPU")
+
+
+@cpu_only
+def test_inference_dtype_reaches_the_model_and_is_checked_before_a_run(saved_model, tiny_splits, tmp_path):
+    from prefect.exceptions import ParameterTypeError
+
+    out = tmp_path / "p.parquet"
+    with pytest.raises(ValueError, match=r"inference_dtype='float16' is for GPU prediction .* device 'cpu'"):
+        predict_flow(saved_model, tiny_splits["test"], str(out), inference_dtype="float16")
+    with pytest.raises(ParameterTypeError, match=r"inference_dtype: Input should be 'float32', 'float16', 'bfloat16' "
+                                                 r"or 'auto'"):
+        predict_flow(saved_model, tiny_splits["test"], str(out), inference_dtype="fp16")
+    assert not out.exists()
+
+
+@cpu_only
+@pytest.mark.parametrize("task", ["predict_task", "predict_shard_task"])
+def test_the_prediction_tasks_pass_inference_dtype_on(saved_model, tiny_splits, tmp_path, task):
+    from setfit_pipeline.tasks import batch_predict, batch_predict_shards
+
+    with pytest.raises(ValueError, match=r"inference_dtype='bfloat16' is for GPU prediction"):
+        if task == "predict_task":
+            batch_predict.predict_task.fn(saved_model, tiny_splits["test"], str(tmp_path / "p.parquet"),
+                                          inference_dtype="bfloat16")
+        else:
+            shard = {"index": 0, "batches": [0, 1], "part": str(tmp_path / "part-0.parquet")}
+            batch_predict_shards.predict_shard_task.fn(saved_model, tiny_splits["test"], shard,
+                                                       inference_dtype="bfloat16")
+
+
+def test_the_cli_hands_inference_dtype_and_batch_size_to_the_flow(saved_model, tiny_splits, tmp_path, monkeypatch,
+                                                                  capsys):
+    from setfit_pipeline.flows import predict as predict_module
+
+    seen = {}
+
+    def fake_flow(model, input_data, output_data, **kwargs):
+        seen.update(kwargs)
+        return {"rows": 6, "seconds": 0.1, "output_data": output_data, "model_uri": model, "via_alias": None}
+
+    monkeypatch.setattr(predict_module, "predict_flow", fake_flow)
+    out = str(tmp_path / "p.parquet")
+    assert main(["predict", saved_model, tiny_splits["test"], out, "--inference-dtype", "bfloat16",
+                 "--batch-size", "512"]) == 0
+    assert (seen["inference_dtype"], seen["batch_size"]) == ("bfloat16", 512)
+    assert main(["predict", saved_model, tiny_splits["test"], out]) == 0
+    assert (seen["inference_dtype"], seen["batch_size"]) == (None, None)  # float32; 256 on a GPU, 64 on a CPU
+    assert "predicted 6 rows" in capsys.readouterr().out
+
+
+def test_the_batch_predict_deployment_parameters_fit_the_flow():
+    from pathlib import Path
+
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml").read_text())
+    params = next(d for d in spec["deployments"] if d["name"] == "batch-predict")["parameters"]
+    assert params["inference_dtype"] is None  # float32 unless a GPU worker's deployment asks for half precision
+    validated = predict_flow.validate_parameters({**params, "inference_dtype": "auto"})
+    assert validated["inference_dtype"] == "auto" and validated["engine"] == "torch"

@@ -7,7 +7,17 @@ import pytest
 import torch
 
 from setfit_core import SetFitModel
-from setfit_core.engine.inference import embed, length_sorted_batches, token_counts
+from setfit_core.engine.inference import (
+    GPU_BATCH_SIZE,
+    _checked,
+    _embed_ahead,
+    autocast_dtype,
+    check_inference_dtype,
+    embed,
+    length_sorted_batches,
+    resolve_batch_size,
+    token_counts,
+)
 
 # Lengths from 1 to 20 words, shuffled so that input order differs from length order.
 WORDS = "good movie great film bad plot awful actor nice very so happy sad i love it hate fine poor terrible".split()
@@ -87,3 +97,94 @@ def test_gpu_embeddings_match_sentence_transformers(tiny_model_dir):
     got = embed(body, TEXTS, batch_size=8, normalize=True)
     assert got.device.type == "cuda" and not got.is_inference()
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+# ---- the GPU path's parts: precision, batch size, tokenising ahead ----------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, None), ("float32", "float32"), ("float16", "float16"), ("bfloat16", "bfloat16"), ("auto", "auto"),
+    (torch.float16, "float16"), (torch.bfloat16, "bfloat16"),
+])
+def test_inference_dtype_values(value, expected):
+    assert check_inference_dtype(value) == expected
+
+
+@pytest.mark.parametrize("value", ["fp16", "half", "float64", torch.float64, 16])
+def test_an_unknown_inference_dtype_is_refused_by_name(value):
+    with pytest.raises(ValueError, match=r"'inference_dtype' must be None \(float32\) or one of \['float32', "
+                                         r"'float16', 'bfloat16', 'auto'\]; got "):
+        check_inference_dtype(value)
+
+
+@pytest.mark.parametrize("value", ["float16", "bfloat16"])
+def test_half_precision_is_refused_off_the_gpu_with_the_fix(value):
+    with pytest.raises(ValueError, match=rf"inference_dtype='{value}' is for GPU prediction .* this model has device "
+                                         r"'cpu'\. Load it with device='cuda', or leave inference_dtype None"):
+        autocast_dtype(value, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"this model has backend='onnx'"):
+        autocast_dtype(value, torch.device("cpu"), backend="onnx")
+
+
+def test_float32_and_auto_off_the_gpu_mean_no_autocast():
+    for value in (None, "float32", "auto"):
+        assert autocast_dtype(value, torch.device("cpu")) is None
+    assert autocast_dtype("auto", torch.device("cpu"), backend="onnx") is None
+    # A CUDA device object needs no GPU to exist; the explicit halves map to their dtypes there.
+    assert autocast_dtype("float16", torch.device("cuda")) is torch.float16
+    assert autocast_dtype("bfloat16", torch.device("cuda")) is torch.bfloat16
+
+
+def test_default_batch_size_is_large_on_a_gpu_only():
+    assert resolve_batch_size(None, torch.device("cpu"), cpu_default=32) == 32
+    assert resolve_batch_size(None, torch.device("cuda"), cpu_default=32) == GPU_BATCH_SIZE == 256
+    assert resolve_batch_size(8, torch.device("cuda"), cpu_default=32) == 8  # an explicit size is kept
+
+
+@pytest.mark.parametrize("value", [0, -4, True, 2.0, "64"])
+def test_a_bad_batch_size_is_refused(value):
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1 \(or None: 256 on a GPU, 32 on a CPU\); got"):
+        resolve_batch_size(value, torch.device("cpu"), cpu_default=32)
+
+
+def test_embed_refuses_half_precision_on_a_cpu_body(body):
+    with pytest.raises(ValueError, match=r"half-precision inference \(torch.float16\) runs on a CUDA device only"):
+        embed(body, TEXTS, batch_size=8, normalize=True, dtype=torch.float16)
+
+
+def test_non_finite_half_precision_embeddings_are_an_error_that_names_the_fix():
+    embeddings = torch.tensor([[1.0, float("inf")], [0.5, 0.5], [float("nan"), 0.0]])
+    with pytest.raises(ValueError, match=r"inference_dtype 'float16' gave non-finite embeddings for 2 of 3 texts: "
+                                         r"this body overflows it\. Use 'bfloat16'"):
+        _checked(embeddings, torch.float16)
+    assert _checked(embeddings, None) is embeddings  # float32 results are the body's own business
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_tokenising_ahead_in_threads_keeps_every_batch_in_order(body, threads):
+    """The GPU loop, run on the CPU (no pinned memory): with several threads tokenising ahead, the embeddings
+    are those of tokenising and running each batch in turn."""
+    counts = np.array([len(t) for t in TEXTS])
+    batches = length_sorted_batches(counts, batch_size=3, token_budget=None)
+    got = _embed_ahead(body, TEXTS, batches, batches, normalize=True, dtype=None, pin=False, threads=threads)
+    expected = torch.cat([embed(body, [TEXTS[i] for i in batch], batch_size=3, normalize=True) for batch in batches])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_tokenising_ahead_passes_on_a_tokenising_error(body):
+    texts = [*TEXTS[:6], 12345]  # not a text: the tokenising thread fails on the third batch
+    batches = [np.array([0, 1]), np.array([2, 3]), np.array([6, 4]), np.array([5])]
+    with pytest.raises((TypeError, ValueError)):
+        _embed_ahead(body, texts, batches, batches, normalize=True, dtype=None, pin=False, threads=2)
+
+
+def test_half_precision_autocast_returns_float32_close_to_float32(body):
+    """The autocast path, on the CPU's bfloat16 autocast (the GPU's is tested on a GPU below): float32
+    embeddings, normalised in float32, close to the float32 ones."""
+    batches = length_sorted_batches(np.array([len(t) for t in TEXTS]), batch_size=8, token_budget=None)
+    half = _embed_ahead(body, TEXTS, batches, batches, normalize=True, dtype=torch.bfloat16, pin=False, threads=2)
+    full = _embed_ahead(body, TEXTS, batches, batches, normalize=True, dtype=None, pin=False, threads=2)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half.norm(dim=1), torch.ones(len(TEXTS)), atol=1e-5, rtol=0)
+    assert float(torch.nn.functional.cosine_similarity(half, full).min()) > 0.99
+    assert not torch.equal(half, full)  # the forward really ran in bfloat16

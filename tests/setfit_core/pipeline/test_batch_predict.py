@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from setfit_core import SetFitModel
 from setfit_core.pipeline import PipelineRun, predict_to_parquet
@@ -112,3 +113,51 @@ def test_an_interrupted_s3_upload_leaves_no_object(model_uri, tiny_splits, s3_ro
     with pytest.raises(ValueError, match=r"row 3 is None"):
         predict_to_parquet(model_uri, str(tmp_path / "bad.parquet"), f"{s3_root}/p.parquet", rows_per_group=2)
     assert not s3fs.S3FileSystem().exists(f"{s3_root}/p.parquet")
+
+
+# ---- precision and batch size by device --------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_model(tiny_model_dir, tmp_path) -> str:
+    """A saved model with a LogisticRegression head fitted on the tiny train split (no pipeline run: fast)."""
+    model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
+    model.fit(TINY_SPLITS["train"]["text"], TINY_SPLITS["train"]["label"], num_epochs=1, show_progress_bar=False)
+    model.save_pretrained(str(tmp_path / "model"))
+    return str(tmp_path / "model")
+
+
+cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the model loads on the GPU")
+
+
+@cpu_only
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_on_a_cpu_fails_before_any_output(saved_model, tiny_splits, tmp_path, dtype):
+    from setfit_core.pipeline.batch_predict_shards import predict_shard
+
+    out = tmp_path / "p.parquet"
+    with pytest.raises(ValueError, match=rf"inference_dtype='{dtype}' is for GPU prediction .* device 'cpu'"):
+        predict_to_parquet(saved_model, tiny_splits["test"], str(out), inference_dtype=dtype)
+    with pytest.raises(ValueError, match=rf"inference_dtype='{dtype}' is for GPU prediction"):
+        predict_shard(saved_model, tiny_splits["test"], str(tmp_path / "part-0.parquet"), (0, 1),
+                      inference_dtype=dtype)
+    assert list(tmp_path.glob("p*.parquet*")) == []
+    with pytest.raises(ValueError, match=r"'inference_dtype' must be None \(float32\) or one of"):
+        predict_to_parquet(saved_model, tiny_splits["test"], str(out), inference_dtype="fp16")
+
+
+@cpu_only
+def test_auto_on_a_cpu_predicts_in_float32_at_the_cpu_batch_size(saved_model, tiny_splits, tmp_path, monkeypatch):
+    from setfit_core.pipeline import batch_predict
+
+    sizes, real = [], batch_predict.predictions
+
+    def predictions(model, texts, batch_size):
+        sizes.append(batch_size)
+        return real(model, texts, batch_size)
+
+    monkeypatch.setattr(batch_predict, "predictions", predictions)
+    predict_to_parquet(saved_model, tiny_splits["test"], str(tmp_path / "a.parquet"))
+    predict_to_parquet(saved_model, tiny_splits["test"], str(tmp_path / "b.parquet"), inference_dtype="auto")
+    assert sizes == [batch_predict.CPU_BATCH_SIZE] * 2 == [64, 64]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet"))
