@@ -14,7 +14,13 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 
 from setfit_core.differentiable_head import SetFitHead
-from setfit_core.engine.inference import autocast_dtype, check_inference_dtype, embed, resolve_batch_size
+from setfit_core.engine.inference import (
+    HalfPrecisionBody,
+    check_inference_dtype,
+    embed,
+    inference_torch_dtype,
+    resolve_batch_size,
+)
 from setfit_core.engine.onnx_body import OnnxBody
 from setfit_core.model_io.body_loading import (
     default_device,
@@ -122,6 +128,7 @@ class SetFitModel:
         # weights follow TrainingArguments.seed like every other random choice.
         self.model_head = model_head
         self.inference_dtype = inference_dtype
+        self._half_body = HalfPrecisionBody()  # the cast copy `inference_dtype` predicts with, made on first use
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -215,7 +222,7 @@ class SetFitModel:
             model_card_data=card_data,
             inference_dtype=inference_dtype,
         )
-        autocast_dtype(inference_dtype, model.device, model.backend)  # half precision on a CPU: refused now
+        inference_torch_dtype(inference_dtype, model.device, model.backend)  # half precision on a CPU: refused now
         return model
 
     def new_differentiable_head(self, num_classes: int) -> SetFitHead:
@@ -367,15 +374,15 @@ class SetFitModel:
         if as_numpy is None:
             as_numpy = not self.has_differentiable_head
         batch_size = resolve_batch_size(batch_size, self.device, DEFAULT_BATCH_SIZE)
-        dtype = autocast_dtype(self.inference_dtype, self.device, self.backend)
+        dtype = inference_torch_dtype(self.inference_dtype, self.device, self.backend)
         self.model_body.eval()
         if isinstance(self.model_body, OnnxBody):
             embeddings = torch.from_numpy(self.model_body.embed(texts, batch_size, bool(show_progress_bar)))
             if self.normalize_embeddings and not self.model_body.normalized:  # asked for at load, not in the graph
                 embeddings = torch.nn.functional.normalize(embeddings, p=2, dim=1)
         else:
-            embeddings = embed(self.model_body, texts, batch_size, self.normalize_embeddings,
-                               bool(show_progress_bar), dtype=dtype)
+            body = self.model_body if dtype is None else self._half_body.get(self.model_body, dtype)
+            embeddings = embed(body, texts, batch_size, self.normalize_embeddings, bool(show_progress_bar), dtype=dtype)
         out = embeddings.cpu().numpy() if as_numpy else embeddings
         return out[0] if single else out
 

@@ -90,11 +90,11 @@ def test_gpu_half_precision_predictions_agree_with_float32(tiny_model_dir, dtype
 
 @needs_cuda
 def test_gpu_auto_is_bfloat16_where_the_gpu_has_it_and_normalised_embeddings_stay_unit(tiny_model_dir):
-    from setfit_core.engine.inference import autocast_dtype
+    from setfit_core.engine.inference import inference_torch_dtype
 
     model = fitted(tiny_model_dir, "cuda", normalize_embeddings=True, inference_dtype="auto")
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    assert autocast_dtype(model.inference_dtype, model.device) is expected
+    assert inference_torch_dtype(model.inference_dtype, model.device) is expected
     embeddings = model.encode(many_texts(300), as_numpy=False)
     assert embeddings.dtype == torch.float32
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(300, device="cuda"), atol=1e-5, rtol=0)

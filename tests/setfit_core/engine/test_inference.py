@@ -9,11 +9,12 @@ import torch
 from setfit_core import SetFitModel
 from setfit_core.engine.inference import (
     GPU_BATCH_SIZE,
+    HalfPrecisionBody,
     _checked,
     _embed_ahead,
-    autocast_dtype,
     check_inference_dtype,
     embed,
+    inference_torch_dtype,
     length_sorted_batches,
     resolve_batch_size,
     token_counts,
@@ -121,18 +122,18 @@ def test_an_unknown_inference_dtype_is_refused_by_name(value):
 def test_half_precision_is_refused_off_the_gpu_with_the_fix(value):
     with pytest.raises(ValueError, match=rf"inference_dtype='{value}' is for GPU prediction .* this model has device "
                                          r"'cpu'\. Load it with device='cuda', or leave inference_dtype None"):
-        autocast_dtype(value, torch.device("cpu"))
+        inference_torch_dtype(value, torch.device("cpu"))
     with pytest.raises(ValueError, match=r"this model has backend='onnx'"):
-        autocast_dtype(value, torch.device("cpu"), backend="onnx")
+        inference_torch_dtype(value, torch.device("cpu"), backend="onnx")
 
 
-def test_float32_and_auto_off_the_gpu_mean_no_autocast():
+def test_float32_and_auto_off_the_gpu_mean_float32():
     for value in (None, "float32", "auto"):
-        assert autocast_dtype(value, torch.device("cpu")) is None
-    assert autocast_dtype("auto", torch.device("cpu"), backend="onnx") is None
+        assert inference_torch_dtype(value, torch.device("cpu")) is None
+    assert inference_torch_dtype("auto", torch.device("cpu"), backend="onnx") is None
     # A CUDA device object needs no GPU to exist; the explicit halves map to their dtypes there.
-    assert autocast_dtype("float16", torch.device("cuda")) is torch.float16
-    assert autocast_dtype("bfloat16", torch.device("cuda")) is torch.bfloat16
+    assert inference_torch_dtype("float16", torch.device("cuda")) is torch.float16
+    assert inference_torch_dtype("bfloat16", torch.device("cuda")) is torch.bfloat16
 
 
 def test_default_batch_size_is_large_on_a_gpu_only():
@@ -166,7 +167,7 @@ def test_tokenising_ahead_in_threads_keeps_every_batch_in_order(body, threads):
     are those of tokenising and running each batch in turn."""
     counts = np.array([len(t) for t in TEXTS])
     batches = length_sorted_batches(counts, batch_size=3, token_budget=None)
-    got = _embed_ahead(body, TEXTS, batches, batches, normalize=True, dtype=None, pin=False, threads=threads)
+    got = _embed_ahead(body, TEXTS, batches, batches, normalize=True, pin=False, threads=threads)
     expected = torch.cat([embed(body, [TEXTS[i] for i in batch], batch_size=3, normalize=True) for batch in batches])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
@@ -175,16 +176,25 @@ def test_tokenising_ahead_passes_on_a_tokenising_error(body):
     texts = [*TEXTS[:6], 12345]  # not a text: the tokenising thread fails on the third batch
     batches = [np.array([0, 1]), np.array([2, 3]), np.array([6, 4]), np.array([5])]
     with pytest.raises((TypeError, ValueError)):
-        _embed_ahead(body, texts, batches, batches, normalize=True, dtype=None, pin=False, threads=2)
+        _embed_ahead(body, texts, batches, batches, normalize=True, pin=False, threads=2)
 
 
-def test_half_precision_autocast_returns_float32_close_to_float32(body):
-    """The autocast path, on the CPU's bfloat16 autocast (the GPU's is tested on a GPU below): float32
-    embeddings, normalised in float32, close to the float32 ones."""
+def test_a_half_precision_copy_gives_float32_close_to_float32_and_is_remade_only_when_weights_change(body):
+    """The half-precision path, on a bfloat16 copy on the CPU (the GPU's float16/bfloat16 are tested on a GPU):
+    float32 embeddings, normalised in float32, close to the float32 ones; the copy is reused until a weight
+    changes in place, as a training step changes it."""
+    halves = HalfPrecisionBody()
+    half_body = halves.get(body, torch.bfloat16)
+    assert half_body is not body and next(half_body.parameters()).dtype == torch.bfloat16
+    assert next(body.parameters()).dtype == torch.float32  # the body itself is untouched
     batches = length_sorted_batches(np.array([len(t) for t in TEXTS]), batch_size=8, token_budget=None)
-    half = _embed_ahead(body, TEXTS, batches, batches, normalize=True, dtype=torch.bfloat16, pin=False, threads=2)
-    full = _embed_ahead(body, TEXTS, batches, batches, normalize=True, dtype=None, pin=False, threads=2)
+    half = _embed_ahead(half_body, TEXTS, batches, batches, normalize=True, pin=False, threads=2)
+    full = _embed_ahead(body, TEXTS, batches, batches, normalize=True, pin=False, threads=2)
     assert half.dtype == torch.float32
     torch.testing.assert_close(half.norm(dim=1), torch.ones(len(TEXTS)), atol=1e-5, rtol=0)
     assert float(torch.nn.functional.cosine_similarity(half, full).min()) > 0.99
     assert not torch.equal(half, full)  # the forward really ran in bfloat16
+    assert halves.get(body, torch.bfloat16) is half_body
+    with torch.no_grad():
+        next(body.parameters()).add_(0.0)  # an in-place update, as an optimizer step makes
+    assert halves.get(body, torch.bfloat16) is not half_body
