@@ -19,11 +19,11 @@ batched differently per device (`benchmarks/predict_probe.py`):
   256 short texts in about the time of 32, so small batches pay its fixed cost per batch many times over.
 - Half precision is asked for by name (`inference_dtype`: "float16", "bfloat16", "auto"): the forward runs
   on a copy of the body cast to that dtype (`HalfPrecisionBody`), and the embeddings come back as float32,
-  normalised in float32. A cast copy, not `torch.autocast`: with a small body the GPU waits on the host's
-  kernel launches, and autocast adds a cast kernel before most matmuls (measured on an H200: autocast
-  float16 predicted at about 60% of float32's texts/s). The default stays float32, so predictions do
-  not change unless asked. A CPU refuses half precision: without half-precision matrix units (AMX) it
-  would be slower there, not faster.
+  normalised in float32. A cast copy rather than `torch.autocast`, so that the weights are cast once, not on
+  every call. With MiniLM it gains nothing on an H200 (the GPU waits on the host's tokenising;
+  docs/performance.md), so it is an option for larger bodies and longer texts. The default stays float32,
+  so predictions do not change unless asked. A CPU refuses half precision: without half-precision matrix
+  units (AMX) it would be slower there, not faster.
 """
 
 from __future__ import annotations
