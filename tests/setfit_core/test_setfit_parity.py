@@ -148,6 +148,28 @@ def test_from_dict_copy_and_update_behave_alike(library):
         lib.TrainingArguments.from_dict({"num_iteration": 3})
 
 
+def test_a_distance_function_is_taken_as_setfit_takes_it():
+    from sentence_transformers.sentence_transformer.losses import BatchHardTripletLossDistanceFunction as Distances
+
+    function = Distances.euclidean_distance
+    theirs = setfit.TrainingArguments(loss="BatchHardTripletLoss", distance_metric=function, report_to="none")
+    ours = TrainingArguments(loss="BatchHardTripletLoss", distance_metric=function)
+    # setfit keeps the function; setfit_core its name, so the arguments go to JSON and into stage keys.
+    assert (theirs.distance_metric, ours.distance_metric) == (function, "euclidean")
+
+
+def test_to_json_string_and_to_sanitized_dict_have_setfits_keys():
+    theirs, ours = setfit.TrainingArguments(report_to="none"), TrainingArguments()
+    ours_only, theirs_only = {"preset", "loss_params", "gradient_checkpointing"}, {"evaluation_strategy"}
+    assert set(json.loads(ours.to_json_string())) - ours_only == set(json.loads(theirs.to_json_string())) - theirs_only
+    theirs, ours = theirs.to_sanitized_dict(), ours.to_sanitized_dict()
+    assert set(ours) - ours_only == set(theirs) - theirs_only
+    # setfit writes its loss class, distance function and strategy enums as their reprs; setfit_core has names.
+    same = set(theirs) - theirs_only - {"loss", "distance_metric", "eval_strategy", "logging_strategy", "report_to"}
+    assert {k: ours[k] for k in same} == {k: theirs[k] for k in same}
+    assert (ours["loss"], ours["eval_strategy"]) == ("CosineSimilarityLoss", "no")
+
+
 # ---- sample_dataset and get_templated_dataset -----------------------------------------------------------
 
 
@@ -248,7 +270,9 @@ def test_setfit_loads_a_setfit_compatible_model_and_predicts_the_same(both_load_
 def test_setfit_core_loads_setfits_pickle_only_when_trusted(trained, case, tmp_path):
     theirs, _, _ = trained("setfit", case)
     theirs.save_pretrained(str(tmp_path / "model"))
-    with pytest.raises(UnsafeHeadError, match=r"model_head\.pkl.*trust_pickle=True"):
+    holds = r"differentiable head \(setfit\.modeling\.SetFitHead, a torch module" if case == "differentiable" \
+        else r"scikit-learn head \(sklearn\.linear_model\._logistic\.LogisticRegression"
+    with pytest.raises(UnsafeHeadError, match=rf"model_head\.pkl', a pickled {holds}.*trust_pickle=True"):
         SetFitModel.from_pretrained(str(tmp_path / "model"))
     ours = SetFitModel.from_pretrained(str(tmp_path / "model"), trust_pickle=True)
     assert ours.labels == theirs.labels and ours.has_differentiable_head == theirs.has_differentiable_head
@@ -286,9 +310,8 @@ def _evaluate_both(both_load_ours, monkeypatch, metric, metric_kwargs=None, **ev
     monkeypatch.setattr("evaluate.load", hub.load)
     results = []
     for lib, model in zip((setfit, setfit_core), both_load_ours, strict=True):
-        # setfit_core checks evaluation data against the training labels, so it needs train_dataset too.
+        # No train_dataset: both evaluate a trained model on its own labels.
         trainer = lib.Trainer(model=model, args=lib.TrainingArguments(report_to="none"),
-                              train_dataset=datasets.Dataset.from_dict(int_rows()),
                               eval_dataset=datasets.Dataset.from_dict({"text": TEXTS, "label": [1, 0, 1, 0]}),
                               metric=metric, metric_kwargs=metric_kwargs)
         results.append(trainer.evaluate(**evaluate_kwargs))
@@ -309,12 +332,48 @@ def test_evaluate_with_a_callable_metric(both_load_ours, monkeypatch):
 
     theirs, ours, _ = _evaluate_both(both_load_ours, monkeypatch, counts)
     assert ours == theirs and ours["n"] == 4
-    # The differences: a number is named after the callable (setfit: "metric"); a prefix prefixes the keys
-    # (setfit only uses it for the model card).
     theirs, ours, _ = _evaluate_both(both_load_ours, monkeypatch, lambda y_pred, y_true: 0.5)
-    assert (theirs, ours) == ({"metric": 0.5}, {"<lambda>": 0.5})
+    assert ours == theirs == {"metric": 0.5}
+    # metric_key_prefix names the keys only elsewhere (setfit: the model card; setfit_core: callbacks' logs).
     theirs, ours, _ = _evaluate_both(both_load_ours, monkeypatch, counts, metric_key_prefix="test")
-    assert (set(theirs), set(ours)) == ({"n", "right"}, {"test_n", "test_right"})
+    assert ours == theirs and set(ours) == {"n", "right"}
+
+
+# ---- Trainer's other call forms ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_train_keyword_arguments_warn_and_are_ignored(trained, library):
+    lib = LIBRARIES[library]
+    model, _, _ = trained(library, "ids+labels")
+    args = lib.TrainingArguments(report_to="none", num_epochs=1)
+    trainer = lib.Trainer(model=model, args=args, train_dataset=datasets.Dataset.from_dict(int_rows()))
+    used = []
+    trainer.train_embeddings = lambda *a, args=None, **kw: used.append(args)
+    trainer.train_classifier = lambda *a, args=None, **kw: used.append(args)
+    with pytest.warns(DeprecationWarning, match=r"`Trainer.train` does not accept keyword arguments anymore"):
+        trainer.train(num_epochs=5)
+    assert used == [args, args] and args.num_epochs == (1, 1)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_list_forms_of_the_two_phases_train_a_model(tiny_model_dir, tmp_path, single_torch_thread, library):
+    """setfit's `train_embeddings(x_train, y_train)` and `train_classifier(x_train, y_train)`, no train_dataset."""
+    lib = LIBRARIES[library]
+    model = lib.SetFitModel.from_pretrained(tiny_model_dir, device="cpu", labels=LABELS)
+    trainer = lib.Trainer(model=model, args=args_for(lib, tmp_path))
+    rows = int_rows()
+    trainer.train_embeddings(rows["text"], rows["label"])
+    trainer.train_classifier(rows["text"], rows["label"])
+    assert set(model.predict(TEXTS)) <= set(LABELS) and model.labels == LABELS
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_trainer_push_to_hub_needs_the_full_repo_id(trained, library):
+    lib = LIBRARIES[library]
+    model, _, _ = trained(library, "ids+labels")
+    with pytest.raises(ValueError, match=r"repo_id. must be a full repository (ID|id)"):
+        lib.Trainer(model=model, args=lib.TrainingArguments(report_to="none")).push_to_hub("setfit-sst2")
 
 
 # ---- the deprecated 0.x names ----------------------------------------------------------------------------
