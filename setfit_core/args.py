@@ -13,10 +13,12 @@ import difflib
 import json
 import numbers
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from setfit_core.losses import LOSSES, resolve_loss
+from setfit_core.losses.distances import canonical_distance
 from setfit_core.trackers import check_report_to
 
 SAMPLING_STRATEGIES = ("oversampling", "undersampling", "unique", "label_balanced")
@@ -28,6 +30,7 @@ PRESETS = (None, "fast")
 FAST_BATCH_TEXTS = 256
 FAST_TEMPERATURE = 0.05
 # setfit passes these to the triplet losses; names instead of callables so args hash and round-trip.
+# sentence-transformers' functions (setfit's form) are accepted and become these names when built.
 DISTANCE_METRICS = ("cosine_distance", "euclidean", "manhattan")
 # Deprecated spellings accepted at construction (setfit and transformers still take them) -> the field they set.
 # They are never stored: after __post_init__ they are None, so they are left out of to_dict() and stage keys.
@@ -74,7 +77,7 @@ class TrainingArguments:
     body_learning_rate: float | tuple[float, float] = (2e-5, 1e-5)
     head_learning_rate: float = 1e-2
     loss: Any = "CosineSimilarityLoss"
-    distance_metric: str = "cosine_distance"
+    distance_metric: str | Callable[..., Any] = "cosine_distance"
     margin: float = 0.25
     end_to_end: bool = False
     use_amp: bool = False
@@ -204,6 +207,8 @@ class TrainingArguments:
                 raise _err(name, "True or False", getattr(self, name))
 
     def _validate_choices(self) -> None:
+        if callable(self.distance_metric):  # setfit's form: sentence-transformers' function becomes its name
+            self.distance_metric = canonical_distance(self.distance_metric)
         choices = {
             "sampling_strategy": SAMPLING_STRATEGIES,
             "distance_metric": tuple(DISTANCE_METRICS),
@@ -264,6 +269,20 @@ class TrainingArguments:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def to_json_string(self) -> str:
+        """`to_dict()` as indented JSON, as setfit's (and transformers') `to_json_string`, which transformers'
+        callbacks call (e.g. `TensorBoardCallback`). setfit writes each value's `str()`, its only way to put a
+        class and a function into JSON; these values are plain already, so they keep their JSON types."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_sanitized_dict(self) -> dict[str, Any]:
+        """As setfit's: the fields plus `train_batch_size` and `eval_batch_size` (both the embedding batch size),
+        every value that is not a bool, int, float or str as its `str()`: for TensorBoard's hparams."""
+        values = {name: getattr(self, name) for name in field_names()}
+        values.update(loss=self.loss_name, train_batch_size=self.embedding_batch_size,
+                      eval_batch_size=self.embedding_batch_size)
+        return {key: value if type(value) in (bool, int, float, str) else str(value) for key, value in values.items()}
 
     @classmethod
     def from_dict(cls, arguments: dict[str, Any], ignore_extra: bool = False) -> TrainingArguments:

@@ -24,13 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.exceptions import NotFittedError
-from sklearn.utils.validation import check_is_fitted
 
 from setfit_core.args import TrainingArguments
 from setfit_core.data import LabelEncoder, load_labeled, load_texts
-from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.options import EngineOptions
+from setfit_core.model_classes import head_indices, trained_classes
 from setfit_core.modeling import SetFitModel
 from setfit_core.trainer import EncodedSplit, Trainer
 from setfit_core.training.classifier_phase import train_head
@@ -79,7 +77,7 @@ class DistillationTrainer(Trainer):
         """`train_dataset`: texts, as a list of strings or a dataset with a `text` column; a `label` column
         is not read (the student learns the teacher's labels). `eval_dataset` has `text` and `label` in the
         teacher's labels, for `evaluate()`. The other arguments are `Trainer`'s, for the student."""
-        labels, num_classes = teacher_classes(teacher_model)
+        labels, num_classes = trained_classes(teacher_model, "teacher_model")
         super().__init__(student_model, args, None, None, model_init, metric, metric_kwargs,
                          column_mapping=column_mapping, engine=engine)
         self.teacher_model, self.student_model = teacher_model, self.model
@@ -193,45 +191,3 @@ def check_distillation_args(args: TrainingArguments) -> None:
             f"DistillationTrainer trains the student on text pairs whose target is the teacher's cosine "
             f"similarity, so 'loss' must be a pair loss such as CosineSimilarityLoss; got {args.loss_name!r}"
         )
-
-
-def teacher_classes(teacher: Any) -> tuple[list[Any] | None, int]:
-    """The teacher's label names (None where head index == label) and class count; raises unless it is a
-    `SetFitModel` with a trained head."""
-    if not isinstance(teacher, SetFitModel):
-        raise TypeError(f"'teacher_model' must be a setfit_core.SetFitModel; got {type(teacher).__name__}")
-    head = teacher.model_head
-    untrained = ValueError("teacher_model has no trained head; train it first, e.g. Trainer(teacher, args, "
-                           "train_dataset=...).train(), or load a trained model")
-    if head is None:
-        raise untrained
-    if isinstance(head, SetFitHead):
-        return teacher.labels, head.out_features
-    try:
-        check_is_fitted(head)
-    except NotFittedError as exc:
-        raise untrained from exc
-    if teacher.multi_label:
-        return teacher.labels, len(head.estimators_)
-    classes = head.classes_.tolist()
-    if teacher.labels is not None:
-        return list(teacher.labels), len(teacher.labels)
-    # A head fitted on label values (a setfit-trained model without `labels`) predicts those values.
-    return (None, len(classes)) if classes == list(range(len(classes))) else (classes, len(classes))
-
-
-def head_indices(model: SetFitModel, embeddings: torch.Tensor | None, encoder: LabelEncoder,
-                 texts: list[str] | None = None, batch_size: int = 64) -> np.ndarray:
-    """`model`'s predictions as head indices (multi-hot rows for multi-label), from its `embeddings` or, when
-    None, from `texts`. A head fitted on label values, not ids, has its values mapped through `encoder`."""
-    if embeddings is None:
-        raw = np.asarray(model.predict(texts, batch_size=batch_size, as_numpy=True, use_labels=False,
-                                       show_progress_bar=False))
-    elif isinstance(model.model_head, SetFitHead):
-        raw = model.model_head.predict(embeddings.to(model.model_head.device)).cpu().numpy()
-    else:
-        raw = np.asarray(model.model_head.predict(embeddings.float().cpu().numpy()))
-    # Head indices already: multi-hot rows, or ints where the labels are names (or absent).
-    if model.multi_label or encoder.labels is None or (np.issubdtype(raw.dtype, np.integer) and model.labels):
-        return raw.astype(np.int64)
-    return encoder.encode(raw.tolist(), "the teacher's predictions")

@@ -12,6 +12,7 @@ shim crashes on `freeze(); train()`; here it does what 0.x did.)
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from setfit_core.args import TrainingArguments
@@ -58,7 +59,7 @@ class SetFitTrainer(Trainer):
         column_mapping: dict[str, str] | None = None,
         use_amp: bool = False,
         warmup_proportion: float = 0.1,
-        distance_metric: str = "cosine_distance",
+        distance_metric: str | Callable[..., Any] = "cosine_distance",
         margin: float = 0.25,
         samples_per_label: int = 2,
     ) -> None:

@@ -30,11 +30,11 @@ def _default_average(y_true: np.ndarray) -> str:
 def compute_metric(
     metric: str | Callable, y_pred: np.ndarray, y_true: np.ndarray, metric_kwargs: dict[str, Any] | None = None
 ) -> dict[str, float]:
-    """`{name: value}` for a metric name, or whatever dict (or number) a callable returns."""
+    """`{name: value}` for a metric name; a callable's dict as it is, its number as `{"metric": value}` (setfit's)."""
     kwargs = dict(metric_kwargs or {})
     if callable(metric):
         result = metric(y_pred, y_true, **kwargs)
-        return result if isinstance(result, dict) else {getattr(metric, "__name__", "metric"): float(result)}
+        return result if isinstance(result, dict) else {"metric": float(result)}
     check_metric(metric)
     if metric == "accuracy":
         return {"accuracy": float(skm.accuracy_score(y_true, y_pred, **kwargs))}

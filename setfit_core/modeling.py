@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -447,6 +448,15 @@ class SetFitModel:
         from setfit_core.model_io.model_card_render import facts_of_model, render_model_card
 
         return render_model_card(self.model_card_data, facts_of_model(self))
+
+    def create_model_card(self, path: str | os.PathLike, model_name: str | None = None) -> None:
+        """setfit's: write the model card (`generate_model_card`) as ``README.md`` in `path` (made if missing).
+        `model_name`: the card's title, where `model_card_data` has none."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        if model_name and not self.model_card_data.model_name:
+            self.model_card_data.model_name = model_name
+        (directory / "README.md").write_text(self.generate_model_card(), encoding="utf-8")
 
     def export_onnx(self, directory: str | os.PathLike, quantize: str | None = None, opset: int | None = None) -> str:
         """Write a directory that `from_pretrained(directory, backend="onnx")` loads; returns its path.

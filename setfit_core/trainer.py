@@ -17,7 +17,8 @@ from setfit_core.data_quality import DataWarning, split_warnings, train_warnings
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.options import EngineOptions
 from setfit_core.metrics import check_metric, compute_metric
-from setfit_core.modeling import SetFitModel, build_sklearn_head
+from setfit_core.model_classes import head_indices, trained_classes
+from setfit_core.modeling import SetFitModel, _as_list, build_sklearn_head
 from setfit_core.probe import ProbeComparison, compare, probe_predictions
 from setfit_core.tokenization import max_length_of, warn_if_truncated
 from setfit_core.trackers import resolve_report_to
@@ -94,6 +95,7 @@ class Trainer:
         check_metric(metric)
         self.metric, self.metric_kwargs, self.column_mapping = metric, metric_kwargs, column_mapping
         self.encoder: LabelEncoder | None = None
+        self._labels_from_model = False  # True when no training data gave the encoder (evaluation only)
         self.data_warnings: list[DataWarning] = []  # filled as the datasets are checked, below
         self.train_split = self._load_train(train_dataset) if train_dataset is not None else None
         self.eval_split = self.encode_split(eval_dataset, "eval_dataset") if eval_dataset is not None else None
@@ -139,8 +141,9 @@ class Trainer:
         return [c for c in self.callback_handler.callbacks if isinstance(c, Tracker)]
 
     # ---- data -----------------------------------------------------------------------------------
-    def _load_train(self, dataset: Any) -> EncodedSplit:
-        data = load_labeled(dataset, self.column_mapping, "train_dataset")
+    def _load_train(self, dataset: Any, name: str = "train_dataset") -> EncodedSplit:
+        mapping = self.column_mapping if name == "train_dataset" else None  # lists have their own names
+        data = load_labeled(dataset, mapping, name)
         if data.multi_label != self.model.multi_label:
             raise ValueError(
                 "train_dataset has multi-label rows but the model has no multi_target_strategy; load it with "
@@ -149,11 +152,12 @@ class Trainer:
                 else f"the model has multi_target_strategy={self.model.multi_target_strategy!r} but train_dataset "
                 "has single labels; give multi-hot label lists or drop multi_target_strategy"
             )
-        self.encoder = LabelEncoder.fit(data, self.model.labels, "train_dataset")
+        self.encoder = LabelEncoder.fit(data, self.model.labels, name)
+        self._labels_from_model = False
         self._check_head(self.encoder.num_classes)
-        split = EncodedSplit(data, self.encoder.encode(data.labels, "train_dataset"))
-        self._warn_long_texts(data, "train_dataset")  # after every error: warnings only for data that will train
-        self._note(train_warnings(data, "train_dataset", self.args))
+        split = EncodedSplit(data, self.encoder.encode(data.labels, name))
+        self._warn_long_texts(data, name)  # after every error: warnings only for data that will train
+        self._note(train_warnings(data, name, self.args))
         return split
 
     def _note(self, found: list[DataWarning]) -> None:
@@ -180,14 +184,28 @@ class Trainer:
 
     def encode_split(self, dataset: Any, name: str) -> EncodedSplit:
         if self.encoder is None:
-            raise ValueError(f"{name} cannot be checked before a train_dataset is given")
+            self.encoder, self._labels_from_model = self._model_encoder(name), True
         data = load_labeled(dataset, self.column_mapping, name)
-        if data.multi_label != self.train_split.data.multi_label:
+        if self.train_split is None and data.multi_label != self.model.multi_label:
+            raise ValueError(f"{name} and the model must both be single-label or both multi-label "
+                             f"(multi_target_strategy={self.model.multi_target_strategy!r})")
+        if self.train_split is not None and data.multi_label != self.train_split.data.multi_label:
             raise ValueError(f"{name} and train_dataset must both be single-label or both multi-label")
         split = EncodedSplit(data, self.encoder.encode(data.labels, name))
         self._warn_long_texts(data, name)
         self._note(split_warnings(data, name))
         return split
+
+    def _model_encoder(self, name: str) -> LabelEncoder:
+        """No training data (`Trainer(model, eval_dataset=...)`, as setfit allows): the trained model's labels."""
+        try:
+            labels, num_classes = trained_classes(self.model, "model")
+        except ValueError as exc:
+            raise ValueError(
+                f"{name} is checked against the training labels, but the Trainer has no train_dataset and the "
+                "model no trained head to take them from; pass train_dataset=, or a trained model"
+            ) from exc
+        return LabelEncoder(labels, num_classes)
 
     # ---- training -------------------------------------------------------------------------------
     def train(self, args: TrainingArguments | None = None, progress: ProgressFn | None = None, trial: Any = None,
@@ -195,18 +213,16 @@ class Trainer:
         """Phase 1 (contrastive body training), then phase 2 (head); freezing is handled here.
 
         `trial` (setfit's): a hyperparameters dict or an optuna trial (through the search's `hp_space`), applied
-        with `apply_hyperparameters` first, so the model is `model_init`'s fresh one for them."""
+        with `apply_hyperparameters` first, so the model is `model_init`'s fresh one for them. Other keyword
+        arguments are ignored with a `DeprecationWarning`, as setfit 1.2.0 does."""
         if kwargs:
-            raise TypeError(
-                f"Trainer.train() got unexpected arguments {sorted(kwargs)}; put them in TrainingArguments "
-                "and pass args=TrainingArguments(...)"
-            )
+            warn_ignored_train_kwargs(type(self).__name__, kwargs)
         if trial:
             self.apply_hyperparameters(hp_search.trial_params(self, trial))
         args = args or self.args
         try:
-            self.train_embeddings(args, progress)
-            self.train_classifier(args)
+            self.train_embeddings(args=args, progress=progress)
+            self.train_classifier(args=args)
         except BaseException:
             for tracker in self._trackers():  # the tracker run ends as failed, not left running
                 tracker.close(failed=True)
@@ -217,10 +233,25 @@ class Trainer:
             raise ValueError("Trainer has no train_dataset; pass train_dataset= when creating it")
         return self.train_split
 
-    def train_embeddings(self, args: TrainingArguments | None = None, progress: ProgressFn | None = None) -> None:
+    def train_embeddings(
+        self,
+        x_train: list[str] | None = None,
+        y_train: list[Any] | None = None,
+        x_eval: list[str] | None = None,
+        y_eval: list[Any] | None = None,
+        args: TrainingArguments | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        """Phase 1 on the `train_dataset` (and `eval_dataset`), or, as setfit, on lists: `x_train` texts with
+        their `y_train` labels, which become the Trainer's training data, and `x_eval`/`y_eval` for phase 1's
+        evaluation. `train_embeddings(args, progress)` (a `TrainingArguments` first) still works."""
+        if isinstance(x_train, TrainingArguments):  # the earlier form, train_embeddings(args[, progress])
+            x_train, y_train, args, progress = None, None, x_train, progress or y_train
         args = args or self.args
-        split = self._require_train()
-        eval_split = self.eval_split
+        train_lists = lists_as_dataset(x_train, y_train, "train_embeddings", "train")
+        eval_lists = lists_as_dataset(x_eval, y_eval, "train_embeddings", "eval")  # both checked before loading
+        split = self._lists_as_train(train_lists)
+        eval_split = self.eval_split if eval_lists is None else self.encode_split(eval_lists, "eval lists")
         if eval_split is not None and self.probe_metrics is None:
             self.probe_metrics = self._score_probe(split, eval_split)
             self.model.model_card_data.set_probe_results(self.probe_metrics, "eval")
@@ -242,9 +273,15 @@ class Trainer:
         self.state = self.body_result.state or self.state
         self.model.model_card_data.set_train_log(self.body_result.log, args.load_best_model_at_end)
 
-    def train_classifier(self, args: TrainingArguments | None = None) -> None:
+    def train_classifier(
+        self, x_train: list[str] | None = None, y_train: list[Any] | None = None, args: TrainingArguments | None = None
+    ) -> None:
+        """Phase 2 on the `train_dataset`, or, as setfit, on `x_train` texts with their `y_train` labels (which
+        become the Trainer's training data). `train_classifier(args)` still works."""
+        if isinstance(x_train, TrainingArguments):  # the earlier form, train_classifier(args)
+            x_train, args = None, x_train
         args = args or self.args
-        split = self._require_train()
+        split = self._lists_as_train(lists_as_dataset(x_train, y_train, "train_classifier", "train"))
         if self.encoder.labels is not None and self.model.labels is None:
             self.model.labels = list(self.encoder.labels)
         state = train_head(self.model, split.texts, split.ids, self.encoder.num_classes, args,
@@ -252,6 +289,16 @@ class Trainer:
         self.state = state or self.state
         for tracker in self._trackers():  # phase 2 ends the run: the trained model goes in, then it closes
             tracker.close(self.model)
+
+    def _lists_as_train(self, lists: dict[str, list] | None) -> EncodedSplit:
+        """setfit's list form: the lists replace the training data; without them, the train_dataset."""
+        if lists is None:
+            return self._require_train()
+        self.train_split = self._load_train(lists, "train lists")
+        if self.eval_split is not None:  # encoded with the previous labels: again with these
+            self.eval_split = EncodedSplit(self.eval_split.data,
+                                           self.encoder.encode(self.eval_split.data.labels, "eval_dataset"))
+        return self.train_split
 
     def _score_probe(self, split: EncodedSplit, eval_split: EncodedSplit) -> dict[str, float]:
         """The frozen-probe baseline on the eval split, while the body is still untouched."""
@@ -292,6 +339,12 @@ class Trainer:
         builds `self.model`; `final_model=True` then drops `model_init`, for a last `train()` on the best run."""
         hp_search.apply_hyperparameters(self, params, final_model)
 
+    def call_model_init(self, params: dict[str, Any] | None = None) -> SetFitModel:
+        """setfit's: `model_init()` or `model_init(params)`, by how many arguments it takes."""
+        if self.model_init is None:
+            raise ValueError("Trainer has no model_init; pass Trainer(model_init=...) to build models from params")
+        return hp_search.call_model_init(self.model_init, params)
+
     # ---- setfit's deprecated shims -------------------------------------------------------------
     def freeze(self, component: str | None = None) -> None:
         """Deprecated, as in setfit: `SetFitModel.freeze`. `train()` freezes what each phase must not train."""
@@ -305,27 +358,42 @@ class Trainer:
                       DeprecationWarning, stacklevel=2)
         self.model.unfreeze(component, keep_body_frozen=keep_body_frozen)
 
+    # ---- the Hub ----------------------------------------------------------------------------------
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """As setfit's: `SetFitModel.push_to_hub` of the trained model, committed as "Add SetFit model" unless
+        `commit_message=` says otherwise; `repo_id` must name its organisation or user ("org/name")."""
+        if not isinstance(repo_id, str) or "/" not in repo_id:
+            raise ValueError(f"'repo_id' must be a full repository id with its organisation or user, such as "
+                             f"'my-org/my-model'; got {repo_id!r}")
+        kwargs.setdefault("commit_message", "Add SetFit model")
+        return self.model.push_to_hub(repo_id, **kwargs)
+
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, dataset: Any = None, metric_key_prefix: str | None = None) -> dict[str, float]:
         """Metric on `dataset` (default: the eval_dataset); names computed locally with scikit-learn.
+
+        The keys are the metric's, as setfit returns them; `metric_key_prefix` names them only in what callbacks
+        are logged (`<prefix>_<name>`; `eval_<name>` without one).
 
         On the eval_dataset after training, a model below the frozen-probe baseline is logged as a warning
         with both numbers (`probe_comparison` holds them)."""
         split = self.encode_split(dataset, "dataset") if dataset is not None else self.eval_split
         if split is None:
             raise ValueError("no dataset to evaluate: pass evaluate(dataset) or Trainer(eval_dataset=...)")
-        y_pred = self.model.predict(split.texts, as_numpy=True, use_labels=False, show_progress_bar=False)
-        result = compute_metric(self.metric, np.asarray(y_pred), split.ids, self.metric_kwargs)
+        result = compute_metric(self.metric, self._predicted_ids(split.texts), split.ids, self.metric_kwargs)
         if dataset is None and self.probe_metrics is not None:
             self.probe_comparison = compare("eval_dataset", self.metric, result, self.probe_metrics)
             if self.probe_comparison is not None and self.probe_comparison.below:
                 logger.warning("%s", self.probe_comparison.message())
         card_split = metric_key_prefix or ("eval" if dataset is None else "test")  # as setfit's card names them
         self.model.model_card_data.post_training_eval_results({f"{card_split}_{k}": v for k, v in result.items()})
-        if metric_key_prefix:
-            result = {f"{metric_key_prefix}_{k}": v for k, v in result.items()}
         self._log_evaluation(result, metric_key_prefix)
         return result
+
+    def _predicted_ids(self, texts: list[str]) -> np.ndarray:
+        if self._labels_from_model:  # a head fitted by setfit may predict label values, not head indices
+            return head_indices(self.model, None, self.encoder, texts, name="the model's predictions")
+        return np.asarray(self.model.predict(texts, as_numpy=True, use_labels=False, show_progress_bar=False))
 
     def _log_evaluation(self, result: dict[str, float], prefix: str | None) -> None:
         """`on_log` with the metrics (`eval_<name>` unless prefixed), as transformers' `evaluate` logs them; no
@@ -334,9 +402,30 @@ class Trainer:
             return
         from transformers import TrainerControl, TrainerState
 
-        logs = result if prefix else {f"eval_{k}": v for k, v in result.items()}
+        logs = {f"{prefix or 'eval'}_{k}": v for k, v in result.items()}
         state = self.state if self.state is not None else TrainerState()
         closed = [t for t in self._trackers() if not t.run_open]
         self.callback_handler.call_event("on_log", self.args, state, TrainerControl(), model=self.model, logs=logs)
         for tracker in closed:  # a run reopened only to add these metrics is closed again
             tracker.close()
+
+
+def lists_as_dataset(texts: Any, labels: Any, method: str, kind: str) -> dict[str, list] | None:
+    """setfit's `x_<kind>`/`y_<kind>` lists as a dict dataset, or None when neither is given."""
+    if texts is None and labels is None:
+        return None
+    if texts is None or labels is None:
+        given, missing = (f"x_{kind}", f"y_{kind}") if labels is None else (f"y_{kind}", f"x_{kind}")
+        raise ValueError(f"{method}() got {given} but no {missing}; pass the texts and their labels as two lists "
+                         f"({method}(x_train, y_train, ...)), or neither to use the Trainer's datasets")
+    return {"text": _as_list(texts, f"x_{kind}"), "label": _as_list(labels, f"y_{kind}")}
+
+
+def warn_ignored_train_kwargs(trainer: str, kwargs: dict[str, Any]) -> None:
+    """setfit 1.2.0's `train(**kwargs)`: a DeprecationWarning, and the arguments are not used."""
+    warnings.warn(
+        f"`{trainer}.train` does not accept keyword arguments anymore; {sorted(kwargs)} are ignored (as in "
+        f"setfit 1.2.0). Put them in TrainingArguments and pass args= to {trainer}(...) or {trainer}.train()",
+        DeprecationWarning,
+        stacklevel=3,
+    )

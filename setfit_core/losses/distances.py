@@ -1,8 +1,11 @@
 """Distance functions selected by name.
 
 Names: ``"cosine_distance"`` (1 - cosine similarity; setfit's default ``distance_metric``), ``"euclidean"``,
-``"manhattan"``. sentence-transformers' function names ``"euclidean_distance"`` / ``"eucledian_distance"`` (and
-the ``BatchHardTripletLossDistanceFunction`` functions themselves, matched by ``__name__``) are accepted as aliases.
+``"manhattan"``. sentence-transformers' function names ``"euclidean_distance"`` / ``"eucledian_distance"`` are
+accepted as aliases, and so are its functions themselves (setfit's form of ``distance_metric``), matched by identity:
+``BatchHardTripletLossDistanceFunction.cosine_distance`` / ``.euclidean_distance`` / ``.eucledian_distance`` and
+``SiameseDistanceMetric.COSINE_DISTANCE`` / ``.EUCLIDEAN`` / ``.MANHATTAN``. A function becomes its name here, at
+the boundary, so configs hold names only.
 
 * ``pairwise_distances(name, embeddings [B, D]) -> [B, B]``: all-pairs distance matrix, computed exactly like
   ``BatchHardTripletLossDistanceFunction`` (euclidean via the Gram matrix with a zero-safe sqrt, computed in
@@ -34,12 +37,58 @@ _ALIASES = {"euclidean_distance": "euclidean", "eucledian_distance": "euclidean"
 
 
 def canonical_distance(metric: str | Callable[..., Any]) -> str:
-    """Return the canonical metric name for ``metric`` (a name or a function matched by ``__name__``)."""
-    name = metric if isinstance(metric, str) else getattr(metric, "__name__", repr(metric))
-    name = _ALIASES.get(name, name)
+    """Return the canonical metric name for ``metric``: a name, an alias, or one of sentence-transformers'
+    distance functions."""
+    if callable(metric):
+        return _function_name(metric)
+    name = _ALIASES.get(metric, metric) if isinstance(metric, str) else metric
     if name not in DISTANCE_METRICS:
         raise ValueError(f"distance_metric must be one of {list(DISTANCE_METRICS)}; got {name!r}")
     return name
+
+
+# sentence-transformers' distance functions, which setfit passes as `distance_metric`: (class, attribute, our name).
+_ST_FUNCTIONS = (
+    ("BatchHardTripletLossDistanceFunction", "cosine_distance", "cosine_distance"),
+    ("BatchHardTripletLossDistanceFunction", "euclidean_distance", "euclidean"),
+    ("BatchHardTripletLossDistanceFunction", "eucledian_distance", "euclidean"),
+    ("SiameseDistanceMetric", "COSINE_DISTANCE", "cosine_distance"),
+    ("SiameseDistanceMetric", "EUCLIDEAN", "euclidean"),
+    ("SiameseDistanceMetric", "MANHATTAN", "manhattan"),
+)
+
+
+def known_distance_functions() -> dict[str, tuple[Callable[..., Any], str]]:
+    """``"Class.attribute"`` -> (sentence-transformers' function, our name); empty without sentence-transformers."""
+    try:  # the current path; the old one (sentence_transformers.losses) warns where both exist
+        from sentence_transformers.sentence_transformer import losses
+    except ImportError:
+        try:
+            from sentence_transformers import losses
+        except ImportError:
+            return {}
+    known = {}
+    for owner, attribute, name in _ST_FUNCTIONS:
+        function = getattr(getattr(losses, owner, None), attribute, None)
+        if function is not None:
+            known[f"{owner}.{attribute}"] = (function, name)
+    return known
+
+
+def _function_name(function: Callable[..., Any]) -> str:
+    """Our name for one of sentence-transformers' distance functions, matched by identity: a function of one's
+    own with the same ``__name__`` may compute something else, so it is refused, not renamed."""
+    known = known_distance_functions()
+    for candidate, name in known.values():
+        if candidate is function:
+            return name
+    shown = f"{getattr(function, '__module__', None)}.{getattr(function, '__qualname__', repr(function))}"
+    raise ValueError(
+        f"distance_metric must be one of {list(DISTANCE_METRICS)} or one of sentence-transformers' distance "
+        f"functions ({', '.join(known) or 'none: sentence-transformers is not installed'}); got the function "
+        f"{shown}. setfit_core computes the distance itself, so it cannot run another function: pass the name "
+        "of the distance it computes"
+    )
 
 
 def _pairwise_euclidean(embeddings: Tensor) -> Tensor:

@@ -133,3 +133,51 @@ def test_label_balanced_sampling_needs_a_group_loss():
         TrainingArguments(sampling_strategy="label_balanced")
     assert TrainingArguments(preset="fast").sampling_strategy == "label_balanced"
     assert TrainingArguments(preset="fast").preset is None  # expanded into the fields above
+
+
+# ---- distance_metric as setfit writes it: sentence-transformers' functions ----------------------------
+
+
+def test_sentence_transformers_distance_functions_become_names():
+    from sentence_transformers.sentence_transformer import losses
+
+    Pairwise, Paired = losses.BatchHardTripletLossDistanceFunction, losses.SiameseDistanceMetric
+
+    expected = {Pairwise.cosine_distance: "cosine_distance", Pairwise.euclidean_distance: "euclidean",
+                Pairwise.eucledian_distance: "euclidean", Paired.COSINE_DISTANCE: "cosine_distance",
+                Paired.EUCLIDEAN: "euclidean", Paired.MANHATTAN: "manhattan"}
+    for function, name in expected.items():
+        args = TrainingArguments(loss="BatchHardTripletLoss", distance_metric=function)
+        assert args.distance_metric == name  # config holds the name: it hashes and round-trips
+        assert TrainingArguments.from_dict(json.loads(args.to_json())) == args
+
+
+def test_an_unknown_distance_function_is_named_with_the_accepted_ones():
+    def cosine_distance(embeddings):  # the same __name__ as sentence-transformers' function, but not it
+        return embeddings
+
+    with pytest.raises(ValueError, match=r"distance_metric must be one of \['cosine_distance', 'euclidean', "
+                                         r"'manhattan'\] or one of sentence-transformers' distance functions "
+                                         r"\(BatchHardTripletLossDistanceFunction.cosine_distance, .*"
+                                         r"SiameseDistanceMetric.MANHATTAN\); got the function "
+                                         r".*test_an_unknown_distance_function_is_named.*cosine_distance"):
+        TrainingArguments(distance_metric=cosine_distance)
+
+
+# ---- to_json_string / to_sanitized_dict (setfit's, read by transformers' callbacks) ---------------------
+
+
+def test_to_json_string_is_indented_json_of_to_dict():
+    args = TrainingArguments(batch_size=(8, 4), loss=SupConLoss)
+    text = args.to_json_string()
+    assert json.loads(text) == args.to_dict()
+    assert text.startswith('{\n  "output_dir": "checkpoints",')  # fields in order, indented by 2, as setfit's
+
+
+def test_to_sanitized_dict_keeps_scalars_and_writes_the_rest_as_str():
+    sanitized = TrainingArguments(batch_size=(8, 4), loss=SupConLoss).to_sanitized_dict()
+    assert set(sanitized) == set(TrainingArguments().to_dict()) | {"train_batch_size", "eval_batch_size"}
+    assert (sanitized["train_batch_size"], sanitized["eval_batch_size"]) == (8, 8)  # setfit's: the embedding phase
+    assert sanitized["batch_size"] == "(8, 4)" and sanitized["num_iterations"] == "None"  # str(), as setfit
+    assert (sanitized["loss"], sanitized["seed"], sanitized["use_amp"]) == ("SupConLoss", 42, False)
+    assert all(type(v) in (bool, int, float, str) for v in sanitized.values())

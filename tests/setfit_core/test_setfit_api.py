@@ -50,6 +50,19 @@ def test_signature_matches_setfit(ours, theirs):
     assert names(resolve(setfit_core, ours)) == names(resolve(setfit, theirs))
 
 
+@pytest.mark.parametrize("path", ["Trainer.train_embeddings", "Trainer.train_classifier", "Trainer.evaluate",
+                                  "Trainer.push_to_hub", "TrainingArguments.to_json_string",
+                                  "TrainingArguments.to_sanitized_dict"])
+def test_parameters_start_with_setfits(path):
+    """setfit's parameter names in setfit's order, so its positional calls work; then ours (`progress`)."""
+    setfit = pytest.importorskip("setfit", reason="setfit 1.2.0 (the bench extra) is not installed")
+    import setfit_core
+
+    owner, name = path.split(".")
+    theirs = list(inspect.signature(getattr(getattr(setfit, owner), name)).parameters)
+    assert list(inspect.signature(getattr(getattr(setfit_core, owner), name)).parameters)[: len(theirs)] == theirs
+
+
 def test_trainer_signature_extends_setfits():
     """setfit's parameters in setfit's order (`callbacks` before `column_mapping`), then ours (`engine`)."""
     setfit = pytest.importorskip("setfit", reason="setfit 1.2.0 (the bench extra) is not installed")

@@ -144,10 +144,114 @@ def test_supcon_with_differentiable_head_and_string_labels(tiny_model_dir, tiny_
     assert "accuracy" in trainer.evaluate()
 
 
-def test_train_rejects_stray_keyword_arguments(model, tiny_data, tiny_args):
+def test_train_warns_about_keyword_arguments_and_ignores_them_as_setfit(model, tiny_data, tiny_args, monkeypatch):
     trainer = Trainer(model, tiny_args, train_dataset=tiny_data)
-    with pytest.raises(TypeError, match=r"unexpected arguments \['num_epochs'\]; put them in TrainingArguments"):
+    used = []
+    monkeypatch.setattr(trainer, "train_embeddings", lambda args, progress: used.append(args))
+    monkeypatch.setattr(trainer, "train_classifier", lambda args: used.append(args))
+    with pytest.warns(DeprecationWarning, match=r"`Trainer.train` does not accept keyword arguments anymore; "
+                                                r"\['num_epochs'\] are ignored \(as in setfit 1.2.0\). Put them in "
+                                                r"TrainingArguments and pass args="):
         trainer.train(num_epochs=3)
+    assert used == [tiny_args, tiny_args]
+
+
+# ---- setfit's list forms: train_embeddings(x_train, y_train, ...), train_classifier(x_train, y_train) -------
+
+
+def test_setfit_list_forms_train_both_phases_without_a_train_dataset(model, tiny_data, tiny_args):
+    x, y = tiny_data["text"], ["pos" if label else "neg" for label in tiny_data["label"]]
+    trainer = Trainer(model, tiny_args)
+    before = body_state(model)
+    trainer.train_embeddings(x, y, x[:4] + x[-4:], y[:4] + y[-4:], tiny_args.replace(eval_strategy="epoch"))
+    assert not same_state(before, body_state(model))
+    assert trainer.body_result.steps == 4 and trainer.probe_metrics is not None  # x_eval scored the probe
+    trainer.train_classifier(x, y)
+    assert model.labels == ["neg", "pos"] and set(model.predict(["good movie", "awful film"])) <= {"neg", "pos"}
+    assert set(trainer.evaluate({"text": x, "label": y})) == {"accuracy"}
+
+
+def test_list_forms_replace_the_train_dataset_and_reencode_the_eval_dataset(model, tiny_args):
+    strings = {"text": ["good", "great", "bad", "awful"], "label": ["pos", "pos", "neg", "neg"]}
+    trainer = Trainer(model, tiny_args, train_dataset=strings, eval_dataset=strings)
+    trainer.train_classifier(["good", "great", "bad", "awful", "so so"], ["pos", "pos", "neg", "neg", "meh"])
+    assert trainer.encoder.labels == ["meh", "neg", "pos"]
+    assert trainer.eval_split.ids.tolist() == [2, 2, 1, 1]
+
+
+def test_the_args_first_forms_still_work(model, tiny_data, tiny_args):
+    trainer = Trainer(model, TrainingArguments(), train_dataset=tiny_data)
+    trainer.train_embeddings(tiny_args)
+    trainer.train_classifier(tiny_args)
+    assert trainer.body_result.steps == 4 and hasattr(model.model_head, "coef_")
+
+
+def test_list_forms_need_texts_and_labels(model, tiny_args):
+    trainer = Trainer(model, tiny_args)
+    with pytest.raises(ValueError, match=r"train_embeddings\(\) got x_train but no y_train; pass the texts and "
+                                         r"their labels as two lists"):
+        trainer.train_embeddings(["good", "bad"])
+    with pytest.raises(ValueError, match=r"train_embeddings\(\) got y_eval but no x_eval"):
+        trainer.train_embeddings(["good", "bad"], [1, 0], y_eval=[1, 0])
+    with pytest.raises(ValueError, match=r"train_classifier\(\) got y_train but no x_train"):
+        trainer.train_classifier(y_train=[1, 0])
+    with pytest.raises(TypeError, match=r"'x_train' must be a list \(or array\) with one entry per example; got str"):
+        trainer.train_classifier("good", [1])
+    with pytest.raises(ValueError, match=r"Trainer has no train_dataset; pass train_dataset="):
+        trainer.train_classifier()
+
+
+# ---- evaluate, as setfit's ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_model(tiny_model_dir, one_iteration_args):
+    model = SetFitModel.from_pretrained(tiny_model_dir, labels=["neg", "pos"], device="cpu")
+    data = {"text": ["good movie", "great film", "nice plot", "bad movie", "awful film", "poor plot"],
+            "label": [1, 1, 1, 0, 0, 0]}
+    Trainer(model, one_iteration_args, train_dataset=data).train()
+    return model
+
+
+@pytest.fixture(scope="module")
+def one_iteration_args():
+    return TrainingArguments(num_iterations=1, show_progress_bar=False, seed=0, num_epochs=(1, 2),
+                             save_strategy="no")
+
+
+def test_evaluate_without_a_train_dataset_uses_the_models_labels(trained_model, tiny_data):
+    names = {"text": tiny_data["text"], "label": ["pos" if label else "neg" for label in tiny_data["label"]]}
+    expected = Trainer(trained_model, train_dataset=tiny_data).evaluate(tiny_data)
+    assert Trainer(trained_model, eval_dataset=tiny_data).evaluate() == expected  # ids into the labels
+    assert Trainer(trained_model, eval_dataset=names).evaluate() == expected  # or the names
+    with pytest.raises(ValueError, match=r"eval_dataset has labels \['maybe'\] never seen in training; known "
+                                         r"labels: \['neg', 'pos'\]"):
+        Trainer(trained_model, eval_dataset={"text": ["so so", "good"], "label": ["maybe", "pos"]})
+
+
+def test_evaluate_without_a_train_dataset_maps_a_head_fitted_on_label_values(tiny_model_dir, tiny_data):
+    """A head fitted on the label values themselves (setfit fits its head on the raw labels, here 1 and 2)
+    predicts values: evaluation compares them as head indices."""
+    model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
+    texts, labels = tiny_data["text"], [label + 1 for label in tiny_data["label"]]
+    model.model_head.fit(model.encode(texts, as_numpy=True), labels)
+    predicted = model.model_head.predict(model.encode(texts, as_numpy=True))
+    assert set(predicted) == {1, 2}
+    ours = Trainer(model, eval_dataset={"text": texts, "label": labels}).evaluate()
+    assert ours == {"accuracy": pytest.approx(float(np.mean(predicted == np.asarray(labels))))}
+
+
+def test_evaluate_without_a_train_dataset_needs_a_trained_model(model, tiny_data):
+    with pytest.raises(ValueError, match=r"eval_dataset is checked against the training labels, but the Trainer "
+                                         r"has no train_dataset and the model no trained head"):
+        Trainer(model, eval_dataset=tiny_data)
+
+
+def test_evaluate_keys_are_never_prefixed_and_a_number_is_metric(trained_model, tiny_data):
+    trainer = Trainer(trained_model, eval_dataset=tiny_data, metric=lambda y_pred, y_true: 0.5)
+    assert trainer.evaluate() == {"metric": 0.5}
+    assert trainer.evaluate(metric_key_prefix="test") == {"metric": 0.5}
+    assert set(Trainer(trained_model, eval_dataset=tiny_data).evaluate(metric_key_prefix="test")) == {"accuracy"}
 
 
 def test_fast_preset_trains_on_balanced_batches(model, tiny_data, tiny_args):

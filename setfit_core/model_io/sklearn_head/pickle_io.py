@@ -7,6 +7,7 @@ the caller passes `trust_pickle=True` explicitly.
 from __future__ import annotations
 
 import os
+import pickletools
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,42 @@ def load_pickle_head(directory: str | os.PathLike, *, trust_pickle: bool = False
     if not path.is_file():
         raise FileNotFoundError(f"No {PICKLE_HEAD_FILE!r} in {directory}")
     if trust_pickle is not True:
-        raise UnsafeHeadError(
-            f"{directory} holds {PICKLE_HEAD_FILE!r}, a pickled scikit-learn head (setfit 1.x "
-            "format). Unpickling can execute arbitrary code, so it is not loaded by default. "
-            "Pass trust_pickle=True only if you trust the source of this file; otherwise load it "
-            "once in a trusted environment and re-save it with setfit_core "
-            f"(setfit_core.model_io.sklearn_head.save_sklearn_head) to get the safe {SKOPS_HEAD_FILE} format."
-        )
+        raise UnsafeHeadError(_refusal(directory, pickled_class(path)))
     return joblib.load(str(path))
+
+
+def pickled_class(path: Path) -> str | None:
+    """The class of a pickle's top object (`"module.Name"`), read from its opcodes, which are listed, never run;
+    None for a stream this cannot read (a compressed joblib file)."""
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as stream:
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name == "GLOBAL":  # protocols 0-3: "module name"
+                    return ".".join(arg.split(" ", 1))
+                if opcode.name == "STACK_GLOBAL":  # protocol 4+: the two strings pushed just before
+                    return ".".join(strings[-2:]) if len(strings) >= 2 else None
+                if isinstance(arg, str) and "UNICODE" in opcode.name:
+                    strings.append(arg)
+    except (ValueError, EOFError):  # pickletools' errors for bytes that are not pickle opcodes
+        return None
+    return None
+
+
+def _refusal(directory: str | os.PathLike, cls: str | None) -> str:
+    """What `model_head.pkl` holds, why it is not loaded, and the two ways out."""
+    if cls is not None and (cls.endswith(".SetFitHead") or cls.startswith("torch.")):
+        what = f"a pickled differentiable head ({cls}, a torch module; setfit 1.x format)"
+        resave = "SetFitModel.save_pretrained writes it as model_head.safetensors + config_setfit.json"
+    else:
+        if cls is not None and cls.startswith("sklearn."):
+            what = f"a pickled scikit-learn head ({cls}; setfit 1.x format)"
+        else:  # unreadable (compressed), or another kind of object: say only what is known
+            what = f"a pickled head{f' (its top object is made by {cls})' if cls else ''} (setfit 1.x format)"
+        resave = (f"SetFitModel.save_pretrained (or setfit_core.model_io.sklearn_head.save_sklearn_head) writes it "
+                  f"as {SKOPS_HEAD_FILE}")
+    return (
+        f"{directory} holds {PICKLE_HEAD_FILE!r}, {what}. Unpickling can execute arbitrary code, so it is not "
+        "loaded by default. Pass trust_pickle=True only if you trust the source of this file; otherwise load it "
+        f"once in a trusted environment and re-save it with setfit_core: {resave}, which loads without pickle."
+    )

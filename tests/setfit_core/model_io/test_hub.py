@@ -262,3 +262,26 @@ def test_push_untrained_differentiable_model_is_refused(tiny_model_dir, hub):
     with pytest.raises(RuntimeError, match="cannot push a model whose head was never built; train it first"):
         model.push_to_hub("org/untrained")
     assert hub.calls == []
+
+
+def test_trainer_push_to_hub_pushes_its_model_as_setfit(saved, hub, tmp_path):
+    """setfit's `Trainer.push_to_hub(repo_id, **kwargs)`: the model's push, committed as "Add SetFit model"."""
+    model = SetFitModel.from_pretrained(str(saved["sklearn"]), device="cpu")
+    trainer = Trainer(model, TrainingArguments(show_progress_bar=False), train_dataset=TRAIN)
+    url = trainer.push_to_hub("org/from-trainer", private=True, setfit_compatible=True)
+    assert url.endswith(f"/commit/{COMMIT}")
+    (_, create_kwargs), (_, upload_kwargs) = hub.calls
+    assert create_kwargs == {"repo_id": "org/from-trainer", "private": True, "exist_ok": True}
+    assert upload_kwargs["commit_message"] == "Add SetFit model"
+    assert "model_head.pkl" in _listing(hub.uploaded)
+    shutil.rmtree(hub.uploaded)
+    trainer.push_to_hub("org/from-trainer", commit_message="second")
+    assert hub.calls[-1][1]["commit_message"] == "second"
+
+
+def test_trainer_push_to_hub_needs_the_full_repo_id(saved, hub):
+    trainer = Trainer(SetFitModel.from_pretrained(str(saved["sklearn"]), device="cpu"))
+    with pytest.raises(ValueError, match=r"'repo_id' must be a full repository id with its organisation or user, "
+                                         r"such as 'my-org/my-model'; got 'setfit-sst2'"):
+        trainer.push_to_hub("setfit-sst2")
+    assert hub.calls == []

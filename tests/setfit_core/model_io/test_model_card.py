@@ -93,6 +93,14 @@ def test_the_setfit_section_only_with_setfit_compatible(trained, tmp_path):
     assert "from setfit_core import SetFitModel" in plain and "from setfit_core import SetFitModel" in compatible
 
 
+def test_create_model_card_writes_the_card_with_its_title(tiny_model_dir, tmp_path):
+    model = SetFitModel.from_pretrained(tiny_model_dir)
+    model.create_model_card(tmp_path / "new" / "dir", model_name="My SetFit model")
+    card = (tmp_path / "new" / "dir" / "README.md").read_text()
+    assert card.startswith("---\n") and "My SetFit model" in card
+    assert card == model.generate_model_card()
+
+
 def test_the_same_model_writes_the_same_card(trained, tmp_path):
     model, _, _ = trained
     model.save_pretrained(str(tmp_path / "a"))

@@ -154,6 +154,27 @@ def test_pickle_head_requires_trust(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.predict(x), head.predict(x))
 
 
+def test_the_refusal_says_what_the_pickle_holds_without_unpickling_it(tmp_path: Path) -> None:
+    """The class is read from the pickle's opcodes: setfit's differentiable head is named as a torch module,
+    with the safetensors file it is re-saved as, and no scikit-learn advice."""
+    from setfit_core import SetFitHead
+
+    save_pickle_head(SetFitHead(in_features=4, out_features=2), tmp_path)
+    with pytest.raises(UnsafeHeadError, match=r"holds 'model_head.pkl', a pickled differentiable head "
+                                              r"\(setfit_core.differentiable_head.SetFitHead, a torch module; "
+                                              r"setfit 1.x format\).*trust_pickle=True.*SetFitModel.save_pretrained "
+                                              r"writes it as model_head.safetensors \+ config_setfit.json") as excinfo:
+        load_pickle_head(tmp_path)
+    assert "scikit-learn" not in str(excinfo.value)
+    save_pickle_head(HEADS["multi-output"], tmp_path)
+    with pytest.raises(UnsafeHeadError, match=r"a pickled scikit-learn head \(sklearn.multioutput."
+                                              r"MultiOutputClassifier; setfit 1.x format\)"):
+        load_pickle_head(tmp_path)
+    joblib.dump(HEADS["multi-output"], tmp_path / PICKLE_HEAD_FILE, compress=3)  # opcodes unreadable: no guess
+    with pytest.raises(UnsafeHeadError, match=r"holds 'model_head.pkl', a pickled head \(setfit 1.x format\)"):
+        load_pickle_head(tmp_path)
+
+
 def test_load_pickle_head_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=PICKLE_HEAD_FILE):
         load_pickle_head(tmp_path, trust_pickle=True)

@@ -217,6 +217,15 @@ def test_train_with_a_trial_applies_its_hyperparameters(tiny_model_dir, tiny_dat
     assert trainer.body_result is not None and len(trainer.model.predict(["good movie"])) == 1
 
 
+def test_call_model_init_passes_params_to_a_one_argument_model_init(tiny_model_dir, tiny_data, base_args):
+    built: list = []
+    trainer = Trainer(args=base_args, train_dataset=tiny_data, model_init=spied_model_init(tiny_model_dir, built))
+    model = trainer.call_model_init({"max_iter": 9})
+    assert model is built[-1]["model"] and built[-1]["params"] == {"max_iter": 9}
+    with pytest.raises(ValueError, match=r"Trainer has no model_init; pass Trainer\(model_init=...\)"):
+        Trainer(SetFitModel.from_pretrained(tiny_model_dir), args=base_args, train_dataset=tiny_data).call_model_init()
+
+
 def test_errors(tiny_model_dir, tiny_data, base_args, monkeypatch):
     model_init = lambda: SetFitModel.from_pretrained(tiny_model_dir)  # noqa: E731
     trainer = Trainer(args=base_args, train_dataset=tiny_data, eval_dataset=EVAL, model_init=model_init)
