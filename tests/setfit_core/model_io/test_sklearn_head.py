@@ -166,11 +166,12 @@ def test_the_refusal_says_what_the_pickle_holds_without_unpickling_it(tmp_path: 
                                               r"writes it as model_head.safetensors \+ config_setfit.json") as excinfo:
         load_pickle_head(tmp_path)
     assert "scikit-learn" not in str(excinfo.value)
-    save_pickle_head(HEADS["multi-output"], tmp_path)
+    save_pickle_head(load_sklearn_head(LEGACY / "multi-output"), tmp_path)
     with pytest.raises(UnsafeHeadError, match=r"a pickled scikit-learn head \(sklearn.multioutput."
                                               r"MultiOutputClassifier; setfit 1.x format\)"):
         load_pickle_head(tmp_path)
-    joblib.dump(HEADS["multi-output"], tmp_path / PICKLE_HEAD_FILE, compress=3)  # opcodes unreadable: no guess
+    # compressed: its opcodes cannot be read, so no guess
+    joblib.dump(load_sklearn_head(LEGACY / "multi-output"), tmp_path / PICKLE_HEAD_FILE, compress=3)
     with pytest.raises(UnsafeHeadError, match=r"holds 'model_head.pkl', a pickled head \(setfit 1.x format\)"):
         load_pickle_head(tmp_path)
 
