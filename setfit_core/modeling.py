@@ -10,9 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.multiclass import OneVsRestClassifier
-from sklearn.multioutput import ClassifierChain, MultiOutputClassifier
 
 from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.inference import (
@@ -23,6 +20,7 @@ from setfit_core.engine.inference import (
     resolve_batch_size,
 )
 from setfit_core.engine.onnx_body import OnnxBody
+from setfit_core.heads import build_differentiable_head, build_sklearn_head, check_strategy
 from setfit_core.model_io.body_loading import (
     default_device,
     default_model_path,
@@ -40,52 +38,8 @@ from setfit_core.model_io.onnx_format import check_backend
 
 logger = logging.getLogger(__name__)
 
-MULTI_TARGET_STRATEGIES = ("one-vs-rest", "multi-output", "classifier-chain")
 # encode / predict batch size when none is given: setfit's 32 on a CPU (a GPU takes GPU_BATCH_SIZE).
 DEFAULT_BATCH_SIZE = 32
-
-
-def build_sklearn_head(head_params: dict[str, Any], multi_target_strategy: str | None):
-    """LogisticRegression (setfit's default head), wrapped for multi-label strategies."""
-    try:
-        clf = LogisticRegression(**head_params)
-    except TypeError as exc:
-        raise ValueError(f"head_params {head_params!r} are not valid LogisticRegression parameters: {exc}") from exc
-    wrappers = {"one-vs-rest": OneVsRestClassifier, "multi-output": MultiOutputClassifier,
-                "classifier-chain": ClassifierChain}
-    return wrappers[multi_target_strategy](clf) if multi_target_strategy else clf
-
-
-def build_differentiable_head(
-    head_params: dict[str, Any],
-    in_features: int,
-    num_classes: int,
-    multitarget: bool = False,
-    device: str | torch.device | None = None,
-) -> SetFitHead:
-    """A new `SetFitHead` with one output per class (`out_features` in `head_params`, if given, must match)."""
-    out = head_params.get("out_features", num_classes)
-    if out != num_classes:
-        raise ValueError(
-            f"head_params['out_features'] is {out!r} but the training data has {num_classes} classes; "
-            f"set out_features={num_classes} or leave it out to infer it"
-        )
-    params = {k: v for k, v in head_params.items() if k not in ("out_features", "in_features", "device")}
-    return SetFitHead(in_features=in_features, out_features=num_classes, multitarget=multitarget, device=device,
-                      **params)
-
-
-def _check_strategy(multi_target_strategy: str | None, differentiable: bool) -> None:
-    if multi_target_strategy is not None and multi_target_strategy not in MULTI_TARGET_STRATEGIES:
-        raise ValueError(
-            f"'multi_target_strategy' must be None or one of {list(MULTI_TARGET_STRATEGIES)}; "
-            f"got {multi_target_strategy!r}"
-        )
-    if differentiable and multi_target_strategy == "classifier-chain":
-        raise ValueError(
-            "'multi_target_strategy' 'classifier-chain' is not supported by the differentiable head; "
-            "use 'one-vs-rest' or 'multi-output', or the scikit-learn head"
-        )
 
 
 class SetFitModel:
@@ -113,7 +67,7 @@ class SetFitModel:
     ) -> None:
         differentiable = (isinstance(model_head, SetFitHead) if use_differentiable_head is None
                           else use_differentiable_head)
-        _check_strategy(multi_target_strategy, differentiable)
+        check_strategy(multi_target_strategy, differentiable)
         if labels is not None and (not isinstance(labels, (list, tuple)) or len(set(labels)) != len(labels)):
             raise ValueError(f"'labels' must be a list of distinct class names; got {labels!r}")
         self.model_body = model_body
@@ -182,7 +136,7 @@ class SetFitModel:
         from setfit_core.model_io.setfit_format import load_saved_head, read_saved_config
         from setfit_core.model_io.sklearn_head import UnsafeHeadError
 
-        _check_strategy(multi_target_strategy, use_differentiable_head)
+        check_strategy(multi_target_strategy, use_differentiable_head)
         check_backend(backend)
         check_inference_dtype(inference_dtype)
         location = locate_model(
@@ -320,42 +274,11 @@ class SetFitModel:
         `TrainingArguments`' classifier-phase defaults (batch 2, head rate 1e-2, body rate 1e-5,
         `l2_weight` 0.01), and the seed is its default 42.
         """
-        from setfit_core.args import TrainingArguments
-        from setfit_core.data import LabelEncoder, load_labeled
-        from setfit_core.training.classifier_phase import train_head
+        from setfit_core.training.fit_head import fit_model_head
 
-        defaults = TrainingArguments()
-        args = TrainingArguments(
-            num_epochs=(defaults.embedding_num_epochs, num_epochs),
-            batch_size=(defaults.embedding_batch_size, batch_size or defaults.classifier_batch_size),
-            body_learning_rate=(defaults.body_embedding_learning_rate,
-                                body_learning_rate or defaults.body_classifier_learning_rate),
-            head_learning_rate=head_learning_rate or defaults.head_learning_rate,
-            end_to_end=end_to_end,
-            l2_weight=l2_weight,
-            max_length=max_length,
-            show_progress_bar=show_progress_bar,
-        )
-        texts, labels = _as_list(x_train, "x_train"), _as_list(y_train, "y_train")
-        if len(texts) != len(labels):
-            raise ValueError(f"x_train has {len(texts)} texts but y_train {len(labels)} labels; give one label per "
-                             "text")
-        data = load_labeled({"text": texts, "label": labels}, None, "train data (x_train, y_train)")
-        if data.multi_label != self.multi_label:
-            raise ValueError(
-                "y_train holds multi-hot rows but the model has no multi_target_strategy; load it with "
-                "multi_target_strategy='one-vs-rest' (or 'multi-output'/'classifier-chain')" if data.multi_label
-                else f"the model has multi_target_strategy={self.multi_target_strategy!r} but y_train holds single "
-                "labels; give multi-hot rows or drop multi_target_strategy"
-            )
-        encoder = LabelEncoder.fit(data, self.labels, "y_train")
-        head = self.model_head
-        if isinstance(head, SetFitHead) and head.out_features != encoder.num_classes:
-            raise ValueError(f"the differentiable head has out_features={head.out_features} but y_train has "
-                             f"{encoder.num_classes} classes; give it out_features={encoder.num_classes}")
-        if encoder.labels is not None and self.labels is None:
-            self.labels = list(encoder.labels)
-        train_head(self, data.texts, encoder.encode(data.labels, "y_train"), encoder.num_classes, args)
+        fit_model_head(self, x_train, y_train, num_epochs, batch_size=batch_size, body_learning_rate=body_learning_rate,
+                       head_learning_rate=head_learning_rate, end_to_end=end_to_end, l2_weight=l2_weight,
+                       max_length=max_length, show_progress_bar=show_progress_bar)
 
     # ---- inference ------------------------------------------------------------------------------
     def encode(
@@ -506,8 +429,3 @@ class SetFitModel:
         head = type(self.model_head).__name__ if self.model_head is not None else "None (built at training)"
         return f"SetFitModel(head={head}, labels={self.labels}, multi_target_strategy={self.multi_target_strategy!r})"
 
-
-def _as_list(values: Any, name: str) -> list[Any]:
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        raise TypeError(f"{name!r} must be a list (or array) with one entry per example; got {type(values).__name__}")
-    return values.tolist() if hasattr(values, "tolist") else list(values)

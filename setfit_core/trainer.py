@@ -18,7 +18,7 @@ from setfit_core.differentiable_head import SetFitHead
 from setfit_core.engine.options import EngineOptions
 from setfit_core.metrics import check_metric, compute_metric
 from setfit_core.model_classes import head_indices, trained_classes
-from setfit_core.modeling import SetFitModel, _as_list, build_sklearn_head
+from setfit_core.modeling import SetFitModel, build_sklearn_head
 from setfit_core.probe import ProbeComparison, compare, probe_predictions
 from setfit_core.tokenization import max_length_of, warn_if_truncated
 from setfit_core.trackers import resolve_report_to
@@ -26,6 +26,7 @@ from setfit_core.training import hyperparameter_search as hp_search
 from setfit_core.training.callbacks import CallbackHandler
 from setfit_core.training.classifier_phase import train_head
 from setfit_core.training.embedding_phase import BodyTrainingResult, ProgressFn, train_body
+from setfit_core.training.fit_head import as_list
 
 logger = logging.getLogger(__name__)
 
@@ -418,7 +419,7 @@ def lists_as_dataset(texts: Any, labels: Any, method: str, kind: str) -> dict[st
         given, missing = (f"x_{kind}", f"y_{kind}") if labels is None else (f"y_{kind}", f"x_{kind}")
         raise ValueError(f"{method}() got {given} but no {missing}; pass the texts and their labels as two lists "
                          f"({method}(x_train, y_train, ...)), or neither to use the Trainer's datasets")
-    return {"text": _as_list(texts, f"x_{kind}"), "label": _as_list(labels, f"y_{kind}")}
+    return {"text": as_list(texts, f"x_{kind}"), "label": as_list(labels, f"y_{kind}")}
 
 
 def warn_ignored_train_kwargs(trainer: str, kwargs: dict[str, Any]) -> None:
