@@ -4,8 +4,8 @@ One model is trained (setfit_core, setfit's default recipe, the first of --datas
 saved for every variant; then each variant (`PREDICT_VARIANTS` of --device) predicts the whole test split
 (--predict-repeat-texts copies of it) in a fresh process, --repeats times, the order alternating (ABCD, DCBA,
 ...). Reported: median texts/s, its ratio to setfit 1.2.0's, accuracy, agreement with setfit_core's float32
-torch predictions, and the goals (`PREDICT_GOALS`). Then, on the CPU, the streaming check: `predict_to_parquet`
-over synthetic Parquet files of --stream-rows rows, peak RSS per size.
+torch predictions, and the goals (`PREDICT_GOALS`). Then the streaming check: `predict_to_parquet` over synthetic
+Parquet files of --stream-rows rows, peak RSS per size (the ONNX int8 model on a CPU, the torch one on a GPU).
 """
 
 from __future__ import annotations
@@ -41,9 +41,7 @@ def run_predict(args, out: Path) -> int:
             print(f"  {variant} #{repeat}: {result['predict_texts_per_s']:.0f} texts/s, acc {result['accuracy']:.4f}, "
                   f"host probe {result['host_probe_start_ms']:.0f}/{result['host_probe_end_ms']:.0f} ms", flush=True)
     rows = predict_rows(runs, PREDICT_GOALS[args.device])
-    if args.device != "cpu" and any(args.stream_rows):
-        print("--stream-rows: the streaming check runs the ONNX int8 model, on the CPU only; skipped on", args.device)
-    streams = [stream_row(common, out, rows_) for rows_ in args.stream_rows if rows_ > 0 and args.device == "cpu"]
+    streams = [stream_row(common, out, rows_) for rows_ in args.stream_rows if rows_ > 0]
     if any(s is None for s in streams):
         return 1
     table = predict_table(rows, streams, args)
@@ -80,13 +78,14 @@ def predict_rows(runs: dict[str, list[dict[str, Any]]], goals: dict[str, float])
 
 
 def stream_row(common: dict[str, Any], out: Path, rows: int) -> dict[str, Any] | None:
-    spec = {**common, "kind": "stream", "variant": "onnx_int8", "rows": rows}
+    variant = "onnx_int8" if common["device"] == "cpu" else "torch"  # no GPU onnxruntime here
+    spec = {**common, "kind": "stream", "variant": variant, "rows": rows}
     result = compare_setfit.spawn(spec, out, f"stream-{rows}")
     if result is None:
         return None
     print(f"  stream {rows:,} rows: {result['predict_texts_per_s']:.0f} texts/s, peak RSS "
           f"{result['peak_rss_after_predict_mib']:.0f} MiB", flush=True)
-    return {"variant": "stream onnx_int8", "rows": rows, "texts_per_s": result["predict_texts_per_s"],
+    return {"variant": f"stream {variant}", "rows": rows, "texts_per_s": result["predict_texts_per_s"],
             "peak_rss_mib": result["peak_rss_after_predict_mib"], "output_rows": result["output_rows"]}
 
 
@@ -106,8 +105,7 @@ def predict_table(rows: list[dict[str, Any]], streams: list[dict[str, Any]], arg
         lines.append(f"| {r['variant']} | {batch} | {r['texts_per_s']:.0f} ({spread}) | {r['vs_setfit']:.2f}× | {goal} "
                      f"| {r['accuracy']:.4f} | {r['agreement_with_torch']:.4f} | {r['peak_rss_mib']:.0f} |")
     if streams:
-        lines += ["", "| streamed predict_to_parquet (onnx int8) | rows | texts/s | peak RSS MiB |",
-                  "|---|---|---|---|"]
-        lines += [f"| synthetic Parquet | {s['rows']:,} | {s['texts_per_s']:.0f} | {s['peak_rss_mib']:.0f} |"
-                  for s in streams]
+        lines += ["", "| streamed predict_to_parquet | rows | texts/s | peak RSS MiB |", "|---|---|---|---|"]
+        lines += [f"| synthetic Parquet, {s['variant'].removeprefix('stream ')} | {s['rows']:,} "
+                  f"| {s['texts_per_s']:.0f} | {s['peak_rss_mib']:.0f} |" for s in streams]
     return "\n".join(lines) + "\n"

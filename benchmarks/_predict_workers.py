@@ -127,7 +127,8 @@ def stream(spec: dict[str, Any]) -> dict[str, Any]:
     m: dict[str, Any] = {"peak_rss_before_mib": peak_rss_mib()}
     result = predict_to_parquet(str(Path(spec["work"]) / spec["variant"]), str(source),
                                 str(Path(spec["work"]) / f"stream-{spec['rows']}-out.parquet"),
-                                engine="onnx" if spec["variant"].startswith("onnx") else "torch")
+                                engine="onnx" if spec["variant"].startswith("onnx") else "torch",
+                                device=None if spec["variant"].startswith("onnx") else spec["device"])
     m["peak_rss_after_predict_mib"] = peak_rss_mib()  # before the check below reads the output back
     m.update(rows=result["rows"], predict_s=result["seconds"], predict_texts_per_s=result["rows"] / result["seconds"])
     m["output_rows"] = pd.read_parquet(result["output_data"], columns=["predicted_id"]).shape[0]
