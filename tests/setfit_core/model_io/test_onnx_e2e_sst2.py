@@ -1,11 +1,11 @@
 """The ONNX export of the real offline all-MiniLM-L6-v2, trained briefly on sst2, against the torch model on
-500 sst2 test texts: fp32 agrees on >= 99.5% of predictions, with accuracy within 0.5 point.
+the whole sst2 test split (1,821 texts): fp32 and int8 agree with the torch model's predictions on >= 99.5% and
+>= 99% of texts, with accuracy within 0.5 point (the ONNX issue's bar).
 
-int8 agreement is held to 97%, not the 99% the ONNX issue asked for: measured on this model, dynamic int8
-quantization agrees on 97.6% (scikit-learn head) and 98.6% (differentiable head) of these texts. A briefly
-trained body leaves many texts near the decision boundary, where int8's ~0.3% embedding error flips them;
-the flips go both ways, so accuracy moves by 0.2-0.6 point (0.780 and 0.778 vs 0.784 on two installs, 0.788 vs
-0.786): int8 is held to 1 point, not the issue's 0.5."""
+Measured on this model: fp32 agrees on all texts; int8 (smoothed, `setfit_core.model_io.onnx_int8`) on 99.2%
+(scikit-learn head) and 99.6% (differentiable head), accuracy -0.16 and +0.33 point. The whole split, not a
+sample: a briefly trained body leaves many texts near the decision boundary, and on 500 texts one flip is
+0.2 point, so a sample's agreement and accuracy move by more than int8's error."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from tests.conftest import few_shot, shared_dataset
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'setfit-pipeline[onnx]'")
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-THRESHOLDS = {None: 0.995, "int8": 0.97}
-ACCURACY_TOLERANCE = {None: 0.005, "int8": 0.01}
+THRESHOLDS = {None: 0.995, "int8": 0.99}
+ACCURACY_TOLERANCE = {None: 0.005, "int8": 0.005}
 
 
 @pytest.fixture(scope="module")
 def sst2():
     root = shared_dataset("sst2")
     train = few_shot(pd.read_parquet(root / "train.parquet"), 64, seed=0)
-    test = pd.read_parquet(root / "test.parquet").iloc[:500]
+    test = pd.read_parquet(root / "test.parquet")
     return train[["text", "label"]], test.text.tolist(), test.label.to_numpy()
 
 
