@@ -162,7 +162,7 @@ def _add_train(commands: Any) -> None:
                        help="also export the model's body as an ONNX graph (needs the onnx extra), for "
                        "`predict --engine onnx`")
     train.add_argument("--onnx-quantize", choices=("int8",), default=None,
-                       help="with --export-onnx: int8 weights (faster on CPU; ≥ 99% of predictions as fp32 on sst2)")
+                       help="with --export-onnx: int8 weights (faster on CPU; ≥ 99%% of predictions as fp32 on sst2)")
     gate = train.add_argument_group("promotion", "after evaluation, move an alias to the new model if it scores at "
                                     "least as well as the alias's model on the same eval data")
     gate.add_argument("--promote-to", metavar="ALIAS", help="the alias (default: production)")

@@ -340,7 +340,7 @@ def remembered_embeddings(model: SetFitModel, memo: dict[tuple, torch.Tensor], k
     original = model.encode  # the bound method; the instance attribute set below shadows it
     counter = _Counter()
 
-    def encode(inputs: Any, batch_size: int = 32, show_progress_bar: bool | None = None,
+    def encode(inputs: Any, batch_size: int | None = None, show_progress_bar: bool | None = None,
                as_numpy: bool | None = None) -> Any:
         single = isinstance(inputs, str)
         texts = [inputs] if single else list(inputs)
