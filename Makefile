@@ -30,7 +30,7 @@ demo: install
 	$(PY) -m setfit_pipeline.flows.demo
 
 # Everything: lint, the docs site (a broken link or reference fails), then every test, one pytest-xdist
-# worker per core (about 10 minutes on 2 cores).
+# worker per core (about 12 minutes on 2 cores).
 test: lint docs
 	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
