@@ -34,7 +34,7 @@ demo: install
 test: lint docs
 	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
-# The inner loop: everything but the tests marked slow or e2e (about 3 minutes on 2 cores).
+# The inner loop: everything but the tests marked slow or e2e (about 3.5 minutes on 2 cores).
 test-fast: install
 	$(PY) -m pytest -n auto -m "not slow and not e2e" $(PYTEST_ARGS)
 
