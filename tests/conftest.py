@@ -123,6 +123,24 @@ TINY_SPLITS = {
 }
 
 
+@pytest.fixture
+def saved_model(tiny_model_dir, tmp_path) -> str:
+    """A saved model with a LogisticRegression head fitted on `TINY_SPLITS`' train split (no training run: fast)."""
+    from setfit_core import SetFitModel
+
+    model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
+    model.fit(TINY_SPLITS["train"]["text"], TINY_SPLITS["train"]["label"], num_epochs=1, show_progress_bar=False)
+    model.save_pretrained(str(tmp_path / "model"))
+    return str(tmp_path / "model")
+
+
+def cpu_only(test):
+    """Skip `test` on a machine with a GPU, where a model without a `device` loads on the GPU."""
+    import torch
+
+    return pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the model loads on the GPU")(test)
+
+
 @pytest.fixture(scope="session")
 def tiny_splits(tmp_path_factory) -> dict[str, str]:
     """Paths of tiny sentiment splits (string labels) as Parquet: {"train": ..., "eval": ..., "test": ...}."""

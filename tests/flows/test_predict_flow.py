@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import torch
 from setfit_pipeline.flows.cli import main
 from setfit_pipeline.flows.predict import predict_flow
 from setfit_pipeline.flows.train import train_pipeline
 
 from setfit_core import SetFitModel
-from tests.conftest import TINY_SPLITS
+from tests.conftest import TINY_SPLITS, cpu_only
 from tests.flows.test_train_flow import ARGS
 
 
@@ -86,18 +85,6 @@ def test_engine_onnx_without_an_export_fails_before_reading_rows(tiny_model_dir,
 
 
 # ---- inference_dtype: through the flow, the tasks and the CLI -----------------------------------------------
-
-
-@pytest.fixture
-def saved_model(tiny_model_dir, tmp_path) -> str:
-    """A saved model with a LogisticRegression head fitted on the tiny train split (no training flow: fast)."""
-    model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
-    model.fit(TINY_SPLITS["train"]["text"], TINY_SPLITS["train"]["label"], num_epochs=1, show_progress_bar=False)
-    model.save_pretrained(str(tmp_path / "model"))
-    return str(tmp_path / "model")
-
-
-cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the model loads on the GPU")
 
 
 @cpu_only

@@ -4,11 +4,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from setfit_core import SetFitModel
 from setfit_core.pipeline import PipelineRun, predict_to_parquet
-from tests.conftest import TINY_SPLITS
+from tests.conftest import TINY_SPLITS, cpu_only
 
 
 @pytest.fixture
@@ -116,18 +115,6 @@ def test_an_interrupted_s3_upload_leaves_no_object(model_uri, tiny_splits, s3_ro
 
 
 # ---- precision and batch size by device --------------------------------------------------------------------
-
-
-@pytest.fixture
-def saved_model(tiny_model_dir, tmp_path) -> str:
-    """A saved model with a LogisticRegression head fitted on the tiny train split (no pipeline run: fast)."""
-    model = SetFitModel.from_pretrained(tiny_model_dir, device="cpu")
-    model.fit(TINY_SPLITS["train"]["text"], TINY_SPLITS["train"]["label"], num_epochs=1, show_progress_bar=False)
-    model.save_pretrained(str(tmp_path / "model"))
-    return str(tmp_path / "model")
-
-
-cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the model loads on the GPU")
 
 
 @cpu_only
