@@ -54,7 +54,7 @@ def rendered_dom(url: str) -> str:
 
 
 def take(out_dir: Path, work: Path) -> list[Path]:
-    from setfit_pipeline.flows.cli import write_default_demo_data
+    from setfit_pipeline.flows.cli_services import write_default_demo_data
 
     data = write_default_demo_data()
     params = {"artifacts_root": str(work / "artifacts"), "train_data": str(data / "train.parquet"),

@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import traceback
 from collections.abc import Iterator
@@ -46,7 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     verbose = bool(getattr(cli, "verbose", False))
     try:
-        return cli.func(cli)
+        code = cli.func(cli)
+        sys.stdout.flush()  # here, not at exit: a closed pipe must raise where it is handled below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`setfit-pipeline artifacts ls ROOT | head`): stop quietly, as Unix tools do on
+        # SIGPIPE. Output still buffered would fail again when Python flushes at exit, so stdout goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - expected failures get one line; the rest is re-raised below
         error = _user_error(exc)
         if error is None:
@@ -114,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_train(commands)
     _add_predict(commands)
-    _add_server(commands)
-    _add_deploy(commands)
-    _add_worker(commands)
+    from setfit_pipeline.flows.cli_services import add_service_parsers
+
+    add_service_parsers(commands)
     from setfit_pipeline.flows.cli_artifacts import add_artifacts_parser
 
     add_artifacts_parser(commands)
@@ -334,90 +340,6 @@ def _predict(cli: argparse.Namespace) -> int:
     print(f"model: {result['model_uri']}{via}")
     print(f"predicted {result['rows']} rows in {result['seconds']:.2f} s ({cli.engine}) -> {result['output_data']}")
     return 0
-
-
-# -- server / deploy / worker ---------------------------------------------------------------------
-
-
-def _add_server(commands: Any) -> None:
-    server = commands.add_parser(
-        "server", help="start a local Prefect server and UI (foreground; Ctrl-C stops it)",
-        description="Start `prefect server start` on a loopback address and print the UI and API URLs.",
-    )
-    server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    server.add_argument("--port", type=int, default=4200, help="port (default: 4200)")
-    server.set_defaults(func=_server)
-
-
-def _server(cli: argparse.Namespace) -> int:
-    url = prefect_ops.api_url(cli.host, cli.port)
-    process = prefect_ops.start_server(cli.host, cli.port, prefect_ops.child_env())
-    try:
-        prefect_ops.wait_healthy(url, process=process)
-        print(f"Prefect UI:  http://{cli.host}:{cli.port}\nPrefect API: {url}\n\n"
-              f"In other shells: export PREFECT_API_URL={url}\n"
-              "then `setfit-pipeline deploy` and `setfit-pipeline worker`. Ctrl-C stops the server.", flush=True)
-        return process.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        prefect_ops.stop(process)
-
-
-def _add_deploy(commands: Any) -> None:
-    deploy = commands.add_parser(
-        "deploy", help="create the work pool if missing, then deploy everything in deployments/prefect.yaml",
-        description="Needs PREFECT_API_URL. Writes the demo data the default parameters point at if it is "
-        "missing, creates the process work pool, then runs `prefect --no-prompt deploy --all`.",
-    )
-    deploy.add_argument("--pool", default=prefect_ops.WORK_POOL, help=f"work pool (default: {prefect_ops.WORK_POOL})")
-    deploy.set_defaults(func=_deploy)
-
-
-def _deploy(cli: argparse.Namespace) -> int:
-    url = prefect_ops.require_api_url("deploy")
-    if cli.pool != prefect_ops.WORK_POOL:
-        raise ValueError(f"--pool {cli.pool!r}: deployments/prefect.yaml names the pool {prefect_ops.WORK_POOL!r}; "
-                         "edit its work_pools definition to use another one")
-    write_default_demo_data()
-    created = prefect_ops.ensure_work_pool(cli.pool)
-    print(f"work pool {cli.pool!r}: {'created' if created else 'exists'} ({url})")
-    done = prefect_ops.deploy_all(prefect_ops.child_env())
-    print(done.stdout.strip())
-    print(f"\nStart a worker: setfit-pipeline worker --pool {cli.pool}")
-    return 0
-
-
-def write_default_demo_data() -> Path:
-    """The demo data the default deployment parameters point at (repo-relative), written if missing."""
-    from setfit_core.demo_data import write_demo_data
-
-    target = prefect_ops.REPO_ROOT / "artifacts" / "demo-data"
-    if not (target / "train.parquet").exists():
-        write_demo_data(target)
-    return target
-
-
-def _add_worker(commands: Any) -> None:
-    worker = commands.add_parser(
-        "worker", help="start a process worker that runs the deployments' flow runs (foreground)",
-        description="`prefect worker start --type process` with SETFIT_PIPELINE_HOME set to this checkout, "
-        "which the deployments' pull step changes into.",
-    )
-    worker.add_argument("--pool", default=prefect_ops.WORK_POOL, help=f"work pool (default: {prefect_ops.WORK_POOL})")
-    worker.add_argument("--poll-seconds", type=float, help="how often to poll for runs (Prefect's default: 10)")
-    worker.set_defaults(func=_worker)
-
-
-def _worker(cli: argparse.Namespace) -> int:
-    prefect_ops.require_api_url("worker")
-    if cli.poll_seconds is not None and cli.poll_seconds <= 0:
-        raise ValueError(f"--poll-seconds must be > 0; got {cli.poll_seconds}")
-    env = prefect_ops.worker_env(os.environ, cli.poll_seconds)
-    try:
-        return subprocess.call(prefect_ops.worker_command(cli.pool), cwd=prefect_ops.REPO_ROOT, env=env)
-    except KeyboardInterrupt:
-        return 0
 
 
 # -- helpers --------------------------------------------------------------------------------------

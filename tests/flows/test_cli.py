@@ -344,3 +344,14 @@ def test_without_strict_the_warning_is_printed_and_training_runs(repeated_header
     assert f"setfit-pipeline: warning: {REPEATED}" in err
     result = json.loads(out)  # stdout stays JSON
     assert result["stages"]["model"]["status"] == "computed" and result["warnings"][0]["check"] == "duplicate-columns"
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path):
+    """`setfit-pipeline artifacts ls ROOT | head`: the pipe closes before the command writes; no traceback, and
+    the exit status a shell gives a command stopped by SIGPIPE."""
+    process = subprocess.Popen([sys.executable, "-m", "setfit_pipeline.flows.cli", "artifacts", "ls", str(tmp_path)],
+                               cwd=prefect_ops.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # long before the command has imported its modules and printed
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "BrokenPipeError" not in err and "Exception ignored" not in err
