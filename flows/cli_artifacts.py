@@ -18,18 +18,13 @@ from datetime import datetime
 from pathlib import Path
 
 from setfit_core.artifacts import ArtifactStore
-from setfit_core.artifacts.gc import (
-    GcPolicy,
-    GcResult,
-    GcSelection,
-    Lineage,
+from setfit_core.artifacts.gc import GcPolicy, GcResult, GcSelection, Lineage, apply_gc, select_gc
+from setfit_core.artifacts.listing import (
     StageDetails,
     StageInfo,
-    apply_gc,
     format_duration,
     list_artifacts,
     parse_duration,
-    select_gc,
     show_stage,
 )
 

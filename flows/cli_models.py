@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 from setfit_pipeline.flows.cli_artifacts import ROOT_HELP, _table, format_time, open_store
 
-from setfit_core.artifacts.gc import format_duration
+from setfit_core.artifacts.listing import format_duration
 from setfit_core.pipeline.alias_ops import list_aliases, promote_by_hand, rollback
 
 ALIAS_HELP = "the alias, e.g. production (default: production)"

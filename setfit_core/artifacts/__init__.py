@@ -6,7 +6,7 @@ exactly when that manifest parses and every file it lists has the recorded sha25
 
 from __future__ import annotations
 
-from setfit_core.artifacts.gc import GcPolicy, GcSelection, apply_gc, list_artifacts, select_gc, show_stage
+from setfit_core.artifacts.gc import GcPolicy, GcSelection, apply_gc, select_gc
 from setfit_core.artifacts.keys import (
     canonical_json,
     sha256_bytes,
@@ -17,6 +17,7 @@ from setfit_core.artifacts.keys import (
     validate_key,
     validate_stage_name,
 )
+from setfit_core.artifacts.listing import list_artifacts, show_stage
 from setfit_core.artifacts.manifest import FileEntry, Manifest, validate_relpath
 from setfit_core.artifacts.stagedir import StageWriter
 from setfit_core.artifacts.store import ArtifactStore

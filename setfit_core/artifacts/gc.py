@@ -1,4 +1,4 @@
-"""List, inspect and garbage-collect the stages of an `ArtifactStore`.
+"""Garbage-collect the stages of an `ArtifactStore` (`setfit_core.artifacts.listing` lists and inspects them).
 
     selection = select_gc(store, GcPolicy(keep_last=3, older_than=timedelta(days=7)))
     selection.candidates                  # what would go, children before parents
@@ -27,14 +27,21 @@ deleted here; neither are stage directories without a manifest.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from setfit_core.artifacts.aliases import AliasStore
-from setfit_core.artifacts.keys import validate_stage_name
+from setfit_core.artifacts.listing import (
+    MIN_PREFIX,
+    StageId,
+    StageInfo,
+    format_duration,
+    parse_time,
+    resolve_key,
+    sort_time,
+)
 from setfit_core.artifacts.manifest import Manifest
 from setfit_core.artifacts.store import ArtifactStore
 
@@ -44,51 +51,10 @@ MODEL_STAGE = "model"
 # Stages that report on a head rather than feed a model: kept with the model whose head they
 # describe, so rerunning a kept model's job reuses every stage, its evaluation included.
 REPORT_STAGES = ("evaluation",)
-MIN_PREFIX = 8
 UNKNOWN_LINEAGE = "unknown lineage"  # models published before the export stage recorded lineages
 _USERS_SHOWN = 3  # model keys a deletion reason names before "and N more"
 # Temp dirs of a writer that is still running must survive even `older_than=0`.
 MIN_TEMP_AGE = timedelta(hours=1)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-
-StageId = tuple[str, str]  # (stage, key)
-
-
-@dataclass(frozen=True)
-class StageInfo:
-    """One stage as `ls` shows it; ``size`` sums the manifest's file sizes."""
-
-    stage: str
-    key: str
-    size: int
-    created_at: str
-    parents: dict[str, str]
-    n_files: int
-
-    @classmethod
-    def of(cls, manifest: Manifest) -> StageInfo:
-        size = sum(entry.size for entry in manifest.files)
-        return cls(manifest.stage, manifest.key, size, manifest.created_at, dict(manifest.parents), len(manifest.files))
-
-    @property
-    def id(self) -> StageId:
-        return (self.stage, self.key)
-
-
-@dataclass(frozen=True)
-class StageDetails:
-    """`show`: the manifest, where it lives, and what `ArtifactStore.verify` found wrong."""
-
-    manifest: Manifest
-    info: StageInfo
-    uri: str
-    problems: tuple[str, ...]
-
-    @property
-    def verified(self) -> bool:
-        return not self.problems
-
 
 @dataclass(frozen=True)
 class GcPolicy:
@@ -157,55 +123,6 @@ class GcResult:
         return sum(info.size for info in self.deleted)
 
 
-# -- ls / show --------------------------------------------------------------------
-
-
-def list_artifacts(store: ArtifactStore, stage: str | None = None) -> list[StageInfo]:
-    """Every stage (or one stage's keys) oldest first, so one run's stages read in pipeline order."""
-    infos = [StageInfo.of(m) for m in store.list_stages(stage)]
-    return sorted(infos, key=lambda info: (_sort_time(info.created_at), info.stage, info.key))
-
-
-def show_stage(store: ArtifactStore, stage: str, key_or_prefix: str) -> StageDetails:
-    manifests = store.list_stages(validate_stage_name(stage))
-    key = resolve_key([m.key for m in manifests], key_or_prefix, stage)
-    manifest = next(m for m in manifests if m.key == key)
-    problems = tuple(store.verify(manifest))
-    return StageDetails(manifest, StageInfo.of(manifest), store.stage_uri(stage, key), problems)
-
-
-def resolve_key(keys: Iterable[str], key_or_prefix: str, stage: str) -> str:
-    """The one key in ``keys`` that is ``key_or_prefix`` or starts with it; ValueError otherwise."""
-    text = key_or_prefix.lower() if isinstance(key_or_prefix, str) else ""
-    if not re.fullmatch(rf"[0-9a-f]{{{MIN_PREFIX},64}}", text):
-        raise ValueError(
-            f"a {stage} key must be {MIN_PREFIX} to 64 hex characters (a full key or a prefix as `artifacts ls` "
-            f"prints it); got {key_or_prefix!r}"
-        )
-    matches = sorted(k for k in set(keys) if k.startswith(text))
-    if not matches:
-        raise ValueError(
-            f"no {stage} stage has a key starting with {key_or_prefix!r}; "
-            f"list them with `setfit-pipeline artifacts ls ROOT --stage {stage}`"
-        )
-    if len(matches) > 1:
-        shown = ", ".join(k[:16] for k in matches)
-        raise ValueError(f"{key_or_prefix!r} matches {len(matches)} {stage} stages ({shown}); give more characters")
-    return matches[0]
-
-
-def parse_duration(text: str, name: str = "older_than") -> timedelta:
-    """``7d``, ``12h``, ``30m``, ``45s`` or ``0`` as a timedelta."""
-    value = text.strip().lower() if isinstance(text, str) else ""
-    if value == "0":
-        return timedelta(0)
-    if match := _DURATION.fullmatch(value):
-        return timedelta(**{_UNITS[match[2]]: float(match[1])})
-    raise ValueError(
-        f"{name} must be a number followed by d, h, m or s (e.g. 7d, 12h, 30m) or 0 for no age limit; got {text!r}"
-    )
-
-
 # -- gc -----------------------------------------------------------------------------
 
 
@@ -225,7 +142,7 @@ def select_gc(store: ArtifactStore, policy: GcPolicy | None = None, now: datetim
     dropped_models = {k: v for k, v in dropped_models.items() if k not in held}
     reasons = _protect(manifests, kept_models, cutoff, policy.older_than)
     kept = [KeptStage(StageInfo.of(manifests[i]), reason) for i, reason in reasons.items()]
-    kept.sort(key=lambda k: (_sort_time(k.info.created_at), k.info.stage, k.info.key))
+    kept.sort(key=lambda k: (sort_time(k.info.created_at), k.info.stage, k.info.key))
     doomed = {i: m for i, m in manifests.items() if i not in reasons}
     candidates = tuple(StageInfo.of(doomed[i]) for i in _children_first(doomed))
     why = _delete_reasons(manifests, doomed, dropped_models)
@@ -267,7 +184,7 @@ def model_lineage(manifest: Manifest) -> tuple[str | None, str]:
 
 def _lineages(models: Sequence[Manifest], keep_last: int) -> tuple[Lineage, ...]:
     """Models grouped by lineage, each newest first; the lineage with the newest model comes first."""
-    newest_first = sorted(models, key=lambda m: (_sort_time(m.created_at), m.key), reverse=True)
+    newest_first = sorted(models, key=lambda m: (sort_time(m.created_at), m.key), reverse=True)
     groups: dict[str | None, list[Manifest]] = {}
     for m in newest_first:
         groups.setdefault(model_lineage(m)[0], []).append(m)
@@ -380,10 +297,10 @@ def _protect(
                 f"ancestor of kept model {model[:8]}",
             )
     # Newest first and models before other stages, so an ancestor's reason names the most telling referrer.
-    newest = sorted(manifests.items(), key=lambda item: _sort_time(item[1].created_at), reverse=True)
+    newest = sorted(manifests.items(), key=lambda item: sort_time(item[1].created_at), reverse=True)
     fresh = f"newer than {format_duration(older_than)}" if older_than else "created after the cutoff"
     for stage_id, m in sorted(newest, key=lambda item: item[0][0] != MODEL_STAGE):
-        created = _parse_time(m.created_at)
+        created = parse_time(m.created_at)
         if created is None or created > cutoff:
             why = fresh if created is not None else f"unreadable created_at {m.created_at!r}"
             _mark(manifests, reasons, stage_id, why, f"referenced by newer {m.stage} {m.key[:8]}")
@@ -403,15 +320,6 @@ def _mark(
         todo += [(parent, ancestor_why) for parent in manifests[current].parents.items()]
 
 
-def format_duration(age: timedelta) -> str:
-    """The largest whole unit: 7d, 12h, 30m, 45s (as ``--older-than`` takes it)."""
-    seconds = int(age.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s" if seconds else "0"
-
-
 def _children_first(manifests: dict[StageId, Manifest]) -> list[StageId]:
     """Stage ids ordered so every stage comes before the parents it references (among these)."""
     order: list[StageId] = []
@@ -424,19 +332,6 @@ def _children_first(manifests: dict[StageId, Manifest]) -> list[StageId]:
     return order
 
 
-def _parse_time(text: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _sort_time(text: str) -> datetime:
-    # Unreadable times sort as newest, matching how gc protects them.
-    return _parse_time(text) or datetime.max.replace(tzinfo=timezone.utc)
-
-
 __all__ = [
     "UNKNOWN_LINEAGE",
     "GcSelection",
@@ -444,14 +339,7 @@ __all__ = [
     "GcResult",
     "KeptStage",
     "Lineage",
-    "StageDetails",
-    "StageInfo",
     "apply_gc",
-    "format_duration",
-    "list_artifacts",
     "model_lineage",
-    "parse_duration",
     "select_gc",
-    "resolve_key",
-    "show_stage",
 ]

@@ -97,7 +97,7 @@ def resolve_model_uri(model: str, storage_options: Mapping[str, Any] | None = No
                          f"{root}/model/<key> (`setfit-pipeline artifacts ls {root} --stage model` lists them)")
     if len(key) == 64:
         return model
-    from setfit_core.artifacts.gc import resolve_key
+    from setfit_core.artifacts.listing import resolve_key
 
     full = resolve_key([m.key for m in store.list_stages("model")], key, "model")
     return store.stage_uri("model", full)

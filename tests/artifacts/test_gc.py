@@ -13,15 +13,8 @@ import pandas as pd
 import pytest
 
 from setfit_core.artifacts import ArtifactStore, stage_key
-from setfit_core.artifacts.gc import (
-    GcPolicy,
-    apply_gc,
-    list_artifacts,
-    parse_duration,
-    resolve_key,
-    select_gc,
-    show_stage,
-)
+from setfit_core.artifacts.gc import GcPolicy, apply_gc, select_gc
+from setfit_core.artifacts.listing import list_artifacts, parse_duration, resolve_key, show_stage
 from tests.conftest import TINY_SPLITS, tree_snapshot
 
 TINY_ARGS = {"num_iterations": 2, "seed": 0, "num_epochs": [1, 2], "show_progress_bar": False}
