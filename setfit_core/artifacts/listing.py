@@ -111,6 +111,7 @@ def format_duration(age: timedelta) -> str:
 
 
 def parse_time(text: str) -> datetime | None:
+    """A manifest's ``created_at`` as an aware datetime (a naive one is UTC); None when it does not parse."""
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
